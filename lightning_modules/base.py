@@ -1,0 +1,29 @@
+"""The base of rawzoom's LightningModules: the arguments every model shares with its DataModule.
+
+The CLI links ``zoom`` and ``patch_size`` from the DataModule (parse time) and ``in_channels`` from
+the instantiated DataModule, so a paper config never states them twice.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningModule
+
+__all__ = ["ZoomModule"]
+
+
+class ZoomModule(LightningModule):
+    """Base class for the models selectable by ``model.class_path``.
+
+    Args:
+        zoom: Magnification from the input's pixel grid to the output's (linked from the data).
+        in_channels: Channels of the network input, e.g. 4 for packed raw (linked from the data).
+        patch_size: Side of a training input crop in input pixels (linked from the data).
+    """
+
+    def __init__(self, zoom: int, in_channels: int, patch_size: int) -> None:
+        super().__init__()
+        if zoom < 1 or in_channels < 1 or patch_size < 1:
+            raise ValueError(f"zoom, in_channels and patch_size must be positive, got {zoom}, {in_channels}, {patch_size}")
+        self.zoom = zoom
+        self.in_channels = in_channels
+        self.patch_size = patch_size
