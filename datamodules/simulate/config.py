@@ -1,0 +1,54 @@
+"""Configuration of the SR-RAW capture simulator (a plain dataclass, so LightningCLI can fill it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["SRRAWSimulation"]
+
+
+@dataclass(frozen=True)
+class SRRAWSimulation:
+    """An optical-zoom capture session in SR-RAW's layout.
+
+    Every scene is shot at each of ``focal_lengths`` (mm, longest first: file ``00001`` is the longest,
+    as in SR-RAW). All values are drawn from a generator seeded by ``seed`` and the scene index, so
+    the same configuration always writes the same files.
+
+    Args:
+        scenes: Number of scene folders (``00001`` … ``%05d``).
+        width, height: Sensor size in Bayer pixels (even numbers); JPGs have the same size.
+        seed: Base seed of the whole session.
+        focal_lengths: Nominal focal lengths written to EXIF, longest first.
+        max_scale_deviation: Largest relative deviation of the true magnification from the nominal
+            (EXIF) focal length, the source of the paper's "scale offset".
+        max_rotation_deg, max_translation_px: Largest per-shot rotation (degrees) and translation
+            (pixels of that shot) of the camera between shots.
+        max_warp_px: Largest amplitude of the smooth, spatially varying warp per shot (pixels).
+        max_exposure_drift, max_tint_drift: Largest relative per-shot exposure and per-channel
+            colour drift.
+        shot_noise, read_noise: Poisson-Gaussian sensor noise: variance = shot_noise·x + read_noise²
+            for a normalised signal x in [0, 1].
+        jpeg_quality: Quality of the camera JPGs.
+    """
+
+    scenes: int = 10
+    width: int = 1024
+    height: int = 768
+    seed: int = 0
+    focal_lengths: tuple[float, ...] = field(default=(240.0, 150.0, 100.0, 70.0, 50.0, 35.0, 24.0))
+    max_scale_deviation: float = 0.03
+    max_rotation_deg: float = 0.5
+    max_translation_px: float = 6.0
+    max_warp_px: float = 0.4
+    max_exposure_drift: float = 0.06
+    max_tint_drift: float = 0.03
+    shot_noise: float = 2e-4
+    read_noise: float = 1e-3
+    jpeg_quality: int = 95
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form, stored as ``simulation.json`` next to the generated data."""
+        data = asdict(self)
+        data["focal_lengths"] = list(self.focal_lengths)
+        return data
