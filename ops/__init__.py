@@ -1,0 +1,45 @@
+"""Tensor operators (no Lightning, no file I/O): Bayer handling, patch features, VGG features, CoBi/CX."""
+
+from ops.bayer import (
+    BAYER_PATTERNS,
+    Demosaic,
+    PackBayer,
+    apply_white_balance,
+    demosaic,
+    gamma_compress,
+    gamma_expand,
+    mosaic_rgb,
+    normalize_levels,
+    pack_bayer,
+    packed_to_rgb_preview,
+    unpack_bayer,
+)
+from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, contextual_loss
+from ops.patches import PatchFeatures, extract_patches
+from ops.translation_search import TranslationSearch, translation_search
+from ops.vgg import VGG19_LAYERS, VGG19Features
+
+__all__ = [
+    "BAYER_PATTERNS",
+    "pack_bayer",
+    "unpack_bayer",
+    "normalize_levels",
+    "apply_white_balance",
+    "gamma_compress",
+    "gamma_expand",
+    "demosaic",
+    "mosaic_rgb",
+    "packed_to_rgb_preview",
+    "PackBayer",
+    "Demosaic",
+    "extract_patches",
+    "PatchFeatures",
+    "VGG19_LAYERS",
+    "VGG19Features",
+    "cobi_loss",
+    "contextual_loss",
+    "CoBiLoss",
+    "ContextualLoss",
+    "translation_search",
+    "TranslationSearch",
+]

@@ -1,0 +1,7 @@
+"""Deterministic capture simulators that write synthetic data in real datasets' layouts and formats."""
+
+from datamodules.simulate.config import SRRAWSimulation
+from datamodules.simulate.geometry import shot_mapping, warp_displacement
+from datamodules.simulate.srraw import simulate_srraw
+
+__all__ = ["SRRAWSimulation", "simulate_srraw", "shot_mapping", "warp_displacement"]

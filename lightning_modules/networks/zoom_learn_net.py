@@ -1,0 +1,157 @@
+"""The zoom network of "Zoom to Learn, Learn to Zoom" (Zhang et al., CVPR 2019), reference §2.1.
+
+Packed raw (B, 4, h, w) → RGB (B, 3, 2N·h, 2N·w) for zoom N:
+
+    9×9 conv (4→64) + PReLU ─┬─ 16 × [4×4 conv → norm → PReLU → 3×3 conv → norm, + skip]
+                             └──────────── 3×3 conv → norm ──────────────── + (global skip)
+    → (log2 N + 1) × [3×3 conv (→256) → 3×3 transposed conv, stride 2 (256→256) → PReLU]
+    → 9×9 conv (256→3), linear output
+
+Details that make it match the official TensorFlow graph: the 4×4 stride-1 "SAME" conv pads 1 before
+and 2 after; the stride-2 transposed conv is TF "SAME" (full transposed conv, keep output indices
+0…2H−1); normalisation has no scale γ (only a shift β) and ε = 1e-3; PReLU slopes start at 0; weights
+are Xavier-uniform and biases zero. With these defaults the network has exactly 3,679,939 / 4,860,355 /
+6,040,771 trainable parameters for zoom 2 / 4 / 8.
+
+Normalisation (``norm``): ``"batch"`` is BatchNorm (batch statistics in training, running statistics
+in evaluation, so tiled inference is tile-invariant). The official code always used batch statistics,
+also at inference, which makes outputs depend on the tile; we do not reproduce that. ``"instance"``
+normalises each image on its own (RAW-to-sRGB's port uses it); it has the same parameter count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ZoomLearnNet"]
+
+Norm = Literal["batch", "instance"]
+
+
+class ShiftOnlyNorm(nn.Module):
+    """Normalisation without a learnable scale: norm(x) + β (TF's ``batch_norm(scale=False)``)."""
+
+    def __init__(self, channels: int, kind: Norm, eps: float = 1e-3, momentum: float = 0.1) -> None:
+        super().__init__()
+        if kind == "batch":
+            self.norm: nn.Module = nn.BatchNorm2d(channels, eps=eps, momentum=momentum, affine=False)
+        elif kind == "instance":
+            self.norm = nn.InstanceNorm2d(channels, eps=eps, affine=False)
+        else:
+            raise ValueError(f"norm must be 'batch' or 'instance', got {kind!r}")
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x) + self.beta.view(1, -1, 1, 1)
+
+
+class SamePadConv4x4(nn.Conv2d):
+    """4×4 stride-1 convolution with TF "SAME" padding: 1 pixel before, 2 after (no bias)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, kernel_size=4, padding=0, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(F.pad(x, (1, 2, 1, 2)))
+
+
+class SameTransposedConv2x(nn.ConvTranspose2d):
+    """3×3 stride-2 transposed convolution with TF "SAME" output: (H, W) → (2H, 2W).
+
+    PyTorch's full transposed conv gives 2H+1 rows; TF keeps indices 0…2H−1, so the last row and
+    column are dropped (``padding=1, output_padding=1`` would keep 1…2H instead: a 1-px shift).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, kernel_size=3, stride=2, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        h, w = x.shape[-2:]
+        return super().forward(x)[..., : 2 * h, : 2 * w]
+
+
+class ResidualBlock(nn.Module):
+    """x + norm(conv3×3(PReLU(norm(conv4×4(x)))))."""
+
+    def __init__(self, channels: int, norm: Norm) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            SamePadConv4x4(channels),
+            ShiftOnlyNorm(channels, norm),
+            nn.PReLU(channels, init=0.0),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            ShiftOnlyNorm(channels, norm),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ZoomLearnNet(nn.Module):
+    """SRResNet-style zoom network (reference §2.1).
+
+    Args:
+        zoom: Zoom factor N (a power of two); the output is 2N × the packed input size.
+        in_channels: Input channels (4 for packed raw, 12 for space-to-depth RGB).
+        out_channels: Output channels (3, RGB).
+        width: Channels of the residual trunk (64).
+        num_blocks: Residual blocks (16).
+        up_width: Channels of the upsampling stages (256).
+        norm: ``"batch"`` (default, paper) or ``"instance"``.
+
+    Shapes: (B, in_channels, h, w) → (B, out_channels, 2N·h, 2N·w).
+    """
+
+    def __init__(
+        self,
+        zoom: int = 4,
+        in_channels: int = 4,
+        out_channels: int = 3,
+        width: int = 64,
+        num_blocks: int = 16,
+        up_width: int = 256,
+        norm: Norm = "batch",
+    ) -> None:
+        super().__init__()
+        if zoom < 1 or zoom & (zoom - 1):
+            raise ValueError(f"zoom must be a power of two, got {zoom}")
+        self.zoom = zoom
+        self.in_channels = in_channels
+        self.head = nn.Sequential(nn.Conv2d(in_channels, width, 9, padding=4), nn.PReLU(width, init=0.0))
+        self.trunk = nn.Sequential(
+            *(ResidualBlock(width, norm) for _ in range(num_blocks)),
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            ShiftOnlyNorm(width, norm),
+        )
+        stages = []
+        channels = width
+        for _ in range(int(math.log2(zoom)) + 1):
+            stages += [
+                nn.Conv2d(channels, up_width, 3, padding=1),
+                SameTransposedConv2x(up_width),
+                nn.PReLU(up_width, init=0.0),
+            ]
+            channels = up_width
+        self.upsample = nn.Sequential(*stages)
+        self.tail = nn.Conv2d(up_width, out_channels, 9, padding=4)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases (TF-slim's defaults)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        features = self.head(x)
+        features = features + self.trunk(features)
+        return self.tail(self.upsample(features))

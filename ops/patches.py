@@ -1,0 +1,57 @@
+"""Dense n×n patch features (stride 1, TF "SAME" zero padding), as used by CoBi_RGB.
+
+Zhang et al., "Zoom to Learn, Learn to Zoom", CVPR 2019, Eq. (3): CoBi on n×n RGB patches
+(n = 10 for 4X, n = 15 for 8X); reference ``zoom_learn_zoom.md`` §1.2.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["extract_patches", "PatchFeatures"]
+
+
+def _check_hyper(size: int, dilation: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"expected a patch size that is an int >= 1, got {size!r}")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"expected a dilation that is an int >= 1, got {dilation!r}")
+
+
+def extract_patches(image: Tensor, size: int, dilation: int = 1) -> Tensor:
+    """Every pixel's n×n neighbourhood as a feature vector: (B, C, H, W) → (B, C·n², H, W).
+
+    out[b, c·n² + u·n + v, y, x] = image_pad[b, c, y + u·d, x + v·d], u, v ∈ [0, n), d = dilation,
+    where image_pad is ``image`` zero-padded as TF "SAME" does for stride 1: the total pad per axis is
+    (n − 1)·d, with ``total // 2`` before and the rest after (n = 10, d = 1: 4 before, 5 after).
+
+    The vector is ordered (channel, patch row, patch column), F.unfold's order; TF orders it
+    (patch row, patch column, channel). Distances between patch vectors do not depend on the order.
+    """
+    _check_hyper(size, dilation)
+    if image.dim() != 4:
+        raise ValueError(f"expected an image of shape (B, C, H, W), got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise ValueError(f"expected a floating-point image, got dtype {image.dtype}")
+    total = (size - 1) * dilation
+    before, after = total // 2, total - total // 2
+    padded = F.pad(image, (before, after, before, after))
+    b, c, h, w = image.shape
+    return F.unfold(padded, kernel_size=size, dilation=dilation).reshape(b, c * size * size, h, w)
+
+
+class PatchFeatures(nn.Module):
+    """Module form of :func:`extract_patches`: (B, C, H, W) → (B, C·n², H, W)."""
+
+    def __init__(self, size: int = 10, dilation: int = 1) -> None:
+        super().__init__()
+        _check_hyper(size, dilation)
+        self.size = size
+        self.dilation = dilation
+
+    def forward(self, image: Tensor) -> Tensor:
+        return extract_patches(image, self.size, self.dilation)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, dilation={self.dilation}"

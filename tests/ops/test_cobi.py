@@ -1,0 +1,310 @@
+import math
+
+import pytest
+import torch
+
+from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, contextual_loss
+from tests.ops.cobi_reference import cobi_official_reference, cobi_paper_reference, official_similarity
+
+VARIANTS = ("paper", "official")
+DISTANCES = ("cosine", "l2")
+REFERENCES = {"paper": cobi_paper_reference, "official": cobi_official_reference}
+
+
+def _features(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator, dtype=dtype)
+
+
+def _pair(*shape: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    return _features(*shape, seed=seed).requires_grad_(), _features(*shape, seed=seed + 1).requires_grad_()
+
+
+# ------------------------------------------------------------------------ chunked == naive reference
+@pytest.mark.parametrize("w_spatial", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chunked_matches_reference_values_and_gradients(variant: str, distance: str, w_spatial: float) -> None:
+    pred, target = _pair(2, 4, 5, 6)  # P = 30 positions, non-square, chunks of 7 do not divide P
+    loss = cobi_loss(
+        pred, target, w_spatial=w_spatial, distance=distance, variant=variant, max_positions=None,
+        chunk_size=7, reduction="none",
+    )
+    grads = torch.autograd.grad(loss.sum(), (pred, target))
+    expected = REFERENCES[variant](pred, target, w_spatial, distance)
+    expected_grads = torch.autograd.grad(expected.sum(), (pred, target))
+    assert loss.dtype == torch.float64 and loss.shape == (2,)
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert expected_grad.abs().sum() > 0
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_chunk_size_does_not_change_the_result(variant: str) -> None:
+    pred, target = _pair(2, 3, 4, 5)
+    results = []
+    for chunk_size in (1, 3, 20, 64, None):
+        loss = cobi_loss(pred, target, variant=variant, max_positions=None, chunk_size=chunk_size, reduction="none")
+        results.append((loss, *torch.autograd.grad(loss.sum(), (pred, target))))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_target_without_grad_gets_the_same_pred_gradient(variant: str, distance: str) -> None:
+    pred, target = _pair(1, 3, 4, 4)
+    loss = cobi_loss(pred, target, distance=distance, variant=variant, max_positions=None, chunk_size=5)
+    (both,) = torch.autograd.grad(loss, pred)
+    loss = cobi_loss(pred, target.detach(), distance=distance, variant=variant, max_positions=None, chunk_size=5)
+    (alone,) = torch.autograd.grad(loss, pred)
+    torch.testing.assert_close(alone, both, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradcheck(variant: str, distance: str) -> None:
+    # random float64 inputs: all minima / maxima are unique, so the loss is smooth around them
+    pred, target = _pair(2, 2, 2, 3, seed=3)
+    torch.autograd.gradcheck(
+        lambda p, t: cobi_loss(
+            p, t, w_spatial=0.1, distance=distance, variant=variant, max_positions=None, chunk_size=4,
+            reduction="none",
+        ),
+        (pred, target),
+    )
+
+
+# ------------------------------------------------------------------------------ hand-derived values
+def _map(*values: tuple[float, ...]) -> torch.Tensor:
+    """Positions (a row of W = len(values) pixels) with channel vectors → (1, C, 1, W), float64."""
+    return torch.tensor(values, dtype=torch.float64).T.reshape(len(values[0]), 1, len(values))[None]
+
+
+@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.5), (0.5, 0.625), (3.0, 1.25)])
+def test_paper_l2_hand_derived(w_spatial: float, expected: float) -> None:
+    # C = 1, H = 1, W = 2: p = (0, 1), q = (1, 3); D_ij = |p_i − q_j|/√1; x = (0, 0), (0, 1/2) → D′ = 1/2 off-diagonal.
+    # i = 0: min(|0−1| + 0, |0−3| + w/2);  i = 1: min(|1−1| + w/2, |1−3| + 0).
+    # w = 0: (1 + 0)/2 = 0.5;  w = 0.5: (1 + 0.25)/2 = 0.625;  w = 3: (1 + min(1.5, 2))/2 = 1.25.
+    loss = cobi_loss(_map((0.0,), (1.0,)), _map((1.0,), (3.0,)), w_spatial=w_spatial, distance="l2")
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_paper_l2_is_root_mean_square_per_channel() -> None:
+    # one position, C = 4: D = ‖0 − (1, 1, 1, 1)‖/√4 = 2/2 = 1
+    loss = cobi_loss(torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1), distance="l2")
+    assert loss.item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.25), (0.2, 0.35), (2.0, 0.75)])
+def test_paper_cosine_hand_derived(w_spatial: float, expected: float) -> None:
+    # p = (1, 0), (−1, 0): μ = 0, p̂ = (1, 0), (−1, 0).  q = (−3, 0), (0, 2): q̂ = (−1, 0), (0, 1).
+    # D = (1 − cos)/2: D(p0, q0) = 1, D(p0, q1) = 1/2, D(p1, q0) = 0, D(p1, q1) = 1/2; D′ = 1/2 off-diagonal.
+    # i = 0: min(1 + 0, 1/2 + w/2);  i = 1: min(0 + w/2, 1/2 + 0).
+    # w = 0: (1/2 + 0)/2;  w = 0.2: (0.6 + 0.1)/2 = 0.35;  w = 2: (1 + 1/2)/2 = 0.75.
+    loss = cobi_loss(_map((1.0, 0.0), (-1.0, 0.0)), _map((-3.0, 0.0), (0.0, 2.0)), w_spatial=w_spatial)
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.0), (0.1, -math.log(0.9)), (0.5, math.log(2.0))])
+def test_official_cosine_hand_derived(w_spatial: float, expected: float) -> None:
+    # T = (1, 0), (0, 1): μ = (½, ½), t_0 = (1, −1)/√2, t_1 = −t_0.  I = (0, 1), (1, 0): q_0 = t_1, q_1 = t_0.
+    # d_ij = (1 − q_i·t_j)/2 = [[1, 0], [0, 1]]; row minima 0 → d̃ = [[1000, 0], [0, 1000]]
+    # → CX = [[0, 1], [1, 0]] (e^{−2000} underflows to 0). CX^sp = identity.
+    # C = (1 − w)·CX + w·I = [[w, 1 − w], [1 − w, w]] → max_i C_ij = max(w, 1 − w) → loss = −log max(w, 1 − w).
+    pred, target = _map((1.0, 0.0), (0.0, 1.0)), _map((0.0, 1.0), (1.0, 0.0))
+    loss = cobi_loss(pred, target, w_spatial=w_spatial, variant="official")
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("w_spatial", [0.0, 0.5])
+def test_official_l2_hand_derived(w_spatial: float) -> None:
+    # C = 1: T = (0, 1), I = (0, 3); d_ij = (I_i − T_j)² = [[0, 1], [9, 4]].
+    # row 0: min 0 → d̃ = [0, 1000] → CX_0· = [1, e^{−2000} = 0];
+    # row 1: min 4 → d̃ = [9, 4]/4.001 → CX_11 = 1/(1 + exp(−(9 − 4)/4.001/h)), h = 0.5, CX_10 = 1 − CX_11.
+    # CX^sp = I.  w = 0: m = (max(1, CX_10), max(0, CX_11)) = (1, CX_11) → −log((1 + CX_11)/2).
+    # w = 0.5: m = (0.5 + 0.5, 0.5·CX_11 + 0.5) → −log((1.5 + 0.5·CX_11)/2).
+    cx_11 = 1.0 / (1.0 + math.exp(-(9.0 - 4.0) / 4.001 / 0.5))
+    m = [1.0, (1.0 - w_spatial) * cx_11 + w_spatial]
+    loss = cobi_loss(_map((0.0,), (1.0,)), _map((0.0,), (3.0,)), w_spatial=w_spatial, distance="l2", variant="official")
+    assert loss.item() == pytest.approx(-math.log(sum(m) / 2.0), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ official
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("w_spatial", [0.5, 0.7, 1.0])
+def test_official_large_w_spatial_is_the_diagonal_closed_form(w_spatial: float, distance: str) -> None:
+    # reference §1.10: CX^sp = δ, so for w_s ≥ 0.5 the diagonal wins: loss = −log(w_s + (1 − w_s)·mean_j CX_jj)
+    pred, target = _features(2, 5, 6, 6, seed=4), _features(2, 5, 6, 6, seed=5)
+    loss = cobi_loss(pred, target, w_spatial=w_spatial, distance=distance, variant="official", reduction="none")
+    diagonal = official_similarity(pred, target, distance).diagonal(dim1=1, dim2=2).mean(dim=1)
+    torch.testing.assert_close(loss, -torch.log(w_spatial + (1.0 - w_spatial) * diagonal), rtol=1e-12, atol=1e-14)
+
+
+def test_official_spatial_term_is_the_identity_on_a_63_grid() -> None:
+    # w_s = 1: C = CX^sp; loss = −log(mean_j max_i CX^sp_ij) is 0 only if every column holds a 1 (δ_ij)
+    pred, target = _features(1, 2, 63, 63, dtype=torch.float32), _features(1, 2, 63, 63, seed=1, dtype=torch.float32)
+    assert cobi_loss(pred, target, w_spatial=1.0, variant="official", max_positions=None).item() == 0.0
+
+
+def test_official_samples_3969_positions_reproducibly() -> None:
+    pred = _features(2, 3, 70, 70, dtype=torch.float32)  # 4900 > 63² positions
+    target = _features(2, 3, 70, 70, seed=1, dtype=torch.float32)
+    loss = cobi_loss(pred, target, variant="official", generator=torch.Generator().manual_seed(7), reduction="none")
+    again = cobi_loss(pred, target, variant="official", generator=torch.Generator().manual_seed(7), reduction="none")
+    other = cobi_loss(pred, target, variant="official", generator=torch.Generator().manual_seed(8), reduction="none")
+    # the same draw by hand: one permutation, its first 3969 entries, read as a 63×63 grid in that order
+    kept = torch.randperm(4900, generator=torch.Generator().manual_seed(7))[:3969]
+    gather = lambda x: x.flatten(2)[:, :, kept].reshape(2, 3, 63, 63)  # noqa: E731
+    dense = cobi_loss(gather(pred), gather(target), variant="official", max_positions=None, reduction="none")
+    assert torch.equal(loss, again)
+    assert not torch.allclose(loss, other)
+    torch.testing.assert_close(loss, dense, rtol=1e-6, atol=1e-7)
+
+
+def test_official_small_sample_matches_reference() -> None:
+    pred, target = _pair(2, 3, 5, 7)
+    loss = cobi_loss(pred, target, variant="official", max_positions=16, generator=torch.Generator().manual_seed(0))
+    kept = torch.randperm(35, generator=torch.Generator().manual_seed(0))[:16]
+    gather = lambda x: x.flatten(2)[:, :, kept].reshape(2, 3, 4, 4)  # noqa: E731
+    expected = cobi_official_reference(gather(pred), gather(target), 0.1, "cosine").mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+    grads = torch.autograd.grad(loss, (pred, target))
+    expected_grads = torch.autograd.grad(expected, (pred, target))
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_identical_inputs_give_zero_loss(variant: str, distance: str) -> None:
+    features = _features(2, 16, 9, 9, dtype=torch.float32).requires_grad_()
+    loss = cobi_loss(features, features.detach().clone(), distance=distance, variant=variant, max_positions=None)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)
+    (grad,) = torch.autograd.grad(loss, features)  # zero distances: the gradient stays finite
+    assert torch.isfinite(grad).all()
+
+
+# --------------------------------------------------------------------------------------------- paper
+def _shifted_pair(shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth random texture (1, 3, 24, 24) and the same texture moved by ``shift`` pixels diagonally."""
+    coarse = _features(1, 3, 8, 8, seed=11)
+    texture = torch.nn.functional.interpolate(coarse, size=(40, 40), mode="bicubic", align_corners=False)
+    return texture[..., 8:32, 8:32], texture[..., 8 + shift : 32 + shift, 8 + shift : 32 + shift]
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_paper_spatial_term_grows_with_weight_and_shift(distance: str) -> None:
+    losses = torch.tensor(
+        [[cobi_loss(*_shifted_pair(shift), w_spatial=w, distance=distance).item() for shift in (0, 1, 2, 4)]
+         for w in (0.0, 0.1, 0.5, 1.0)]
+    )
+    assert (losses[:, 0] < 1e-9).all()  # aligned: every position matches itself
+    assert (losses[1:, 1:].diff(dim=0) > 0).all()  # more weight, larger loss (for any shift)
+    assert (losses[1:].diff(dim=1) > 0).all()  # larger shift, larger loss (for any w_s > 0)
+    # with a large weight the matches stay at the same position: the loss tends to the aligned distance
+    assert (losses[-1, 1:] > 2.0 * losses[0, 1:]).all()
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_paper_per_sample_loss_ignores_the_rest_of_the_batch(distance: str) -> None:
+    pred, target = _features(3, 4, 6, 5), _features(3, 4, 6, 5, seed=1)
+    alone = cobi_loss(pred[:1], target[:1], distance=distance, reduction="none")
+    batch = cobi_loss(pred, target, distance=distance, reduction="none")
+    torch.testing.assert_close(batch[:1], alone, rtol=1e-12, atol=1e-14)
+
+
+def test_paper_sampling_keeps_true_coordinates() -> None:
+    pred, target = _pair(2, 3, 5, 7)
+    loss = cobi_loss(pred, target, max_positions=12, generator=torch.Generator().manual_seed(0), reduction="none")
+    kept = torch.randperm(35, generator=torch.Generator().manual_seed(0))[:12]
+    # naive: full 35×35 distances (true coordinates) restricted to the sampled rows and columns
+    p = pred.flatten(2).transpose(1, 2)
+    q = target.flatten(2).transpose(1, 2)
+    mu = p[:, kept].mean(dim=1, keepdim=True)
+    p_hat = (p - mu) / (p - mu).norm(dim=-1, keepdim=True)
+    q_hat = (q - mu) / (q - mu).norm(dim=-1, keepdim=True)
+    d = (1.0 - p_hat @ q_hat.transpose(1, 2)) / 2.0
+    xy = torch.stack([torch.arange(35) // 7, torch.arange(35) % 7], dim=-1).double() / 7.0
+    combined = d + 0.1 * torch.cdist(xy, xy, compute_mode="donot_use_mm_for_euclid_dist")
+    expected = combined[:, kept][:, :, kept].min(dim=2).values.mean(dim=1)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+
+
+# ------------------------------------------------------------------------------- modules, reduction
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_modules_equal_functions(variant: str) -> None:
+    pred, target = _features(2, 3, 9, 9), _features(2, 3, 9, 9, seed=1)
+    kwargs = dict(distance="l2", variant=variant, max_positions=64, chunk_size=10)
+    module = CoBiLoss(w_spatial=0.3, **kwargs)(pred, target, generator=torch.Generator().manual_seed(1))
+    function = cobi_loss(pred, target, w_spatial=0.3, generator=torch.Generator().manual_seed(1), **kwargs)
+    assert torch.equal(module, function)
+    cx_module = ContextualLoss(reduction="none", **kwargs)(pred, target, generator=torch.Generator().manual_seed(1))
+    cx_function = contextual_loss(pred, target, reduction="none", generator=torch.Generator().manual_seed(1), **kwargs)
+    cobi_zero = cobi_loss(
+        pred, target, w_spatial=0.0, reduction="none", generator=torch.Generator().manual_seed(1), **kwargs
+    )
+    assert torch.equal(cx_module, cx_function) and torch.equal(cx_function, cobi_zero)
+    assert cx_module.shape == (2,) and torch.equal(cx_module.mean(), contextual_loss(
+        pred, target, generator=torch.Generator().manual_seed(1), **kwargs
+    ))
+
+
+def test_default_module_is_the_paper_variant_dense() -> None:
+    pred, target = _features(2, 3, 5, 6), _features(2, 3, 5, 6, seed=1)
+    expected = cobi_paper_reference(pred, target, 0.1, "cosine").mean()
+    torch.testing.assert_close(CoBiLoss()(pred, target), expected, rtol=1e-12, atol=1e-14)
+
+
+# -------------------------------------------------------------------------------------- precision
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_half_input_is_computed_in_float32(variant: str) -> None:
+    pred = _features(2, 8, 6, 6, dtype=torch.float32).half().requires_grad_()
+    target = _features(2, 8, 6, 6, seed=1, dtype=torch.float32).half()
+    loss = cobi_loss(pred, target, variant=variant)
+    assert loss.dtype == torch.float32
+    expected = cobi_loss(pred.detach().float(), target.float(), variant=variant)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
+    (grad,) = torch.autograd.grad(loss, pred)
+    assert grad.dtype == torch.float16 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_autocast_does_not_lower_the_precision(variant: str) -> None:
+    pred, target = _features(2, 8, 6, 6, dtype=torch.float32), _features(2, 8, 6, 6, seed=1, dtype=torch.float32)
+    expected = cobi_loss(pred, target, variant=variant)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = cobi_loss(pred, target, variant=variant)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------ guards
+@pytest.mark.parametrize(
+    ("pred", "target", "kwargs", "message"),
+    [
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5), {}, "same shape"),
+        (torch.rand(3, 4, 4), torch.rand(3, 4, 4), {}, r"\(B, C, H, W\)"),
+        (torch.ones(1, 3, 4, 4, dtype=torch.long), torch.ones(1, 3, 4, 4, dtype=torch.long), {}, "floating point"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"variant": "official", "max_positions": 8}, "perfect square"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"variant": "tf"}, "variant"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"distance": "l1"}, "distance"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"reduction": "sum"}, "reduction"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"w_spatial": -0.1}, "w_spatial"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"variant": "official", "w_spatial": 1.5}, r"\[0, 1\]"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"max_positions": 0}, "max_positions"),
+        (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), {"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_guards(pred: torch.Tensor, target: torch.Tensor, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cobi_loss(pred, target, **kwargs)
+
+
+def test_module_guards_at_construction() -> None:
+    with pytest.raises(ValueError, match="perfect square"):
+        CoBiLoss(variant="official", max_positions=1000)
+    with pytest.raises(ValueError, match="distance"):
+        ContextualLoss(distance="dot")
