@@ -1,0 +1,6 @@
+"""rawzoom's LightningModules, their networks, callbacks and the CLI."""
+
+from lightning_modules.base import ZoomModule
+from lightning_modules.zoom_learn import ZoomLearnModule
+
+__all__ = ["ZoomModule", "ZoomLearnModule"]

@@ -1,0 +1,236 @@
+"""Reading one capture: a Bayer raw file (any format rawpy reads) and the camera JPG next to it.
+
+* The raw gives the visible mosaic (uint16, (H, W), trimmed to even H and W), its 2×2 CFA pattern in
+  raster order (e.g. ``"RGGB"``, see :data:`ops.bayer.BAYER_PATTERNS`), the black level of each of the
+  four raster positions (top-left, top-right, bottom-left, bottom-right), the white level and the
+  camera's as-shot white-balance gains (R, G, B) normalised to G = 1.
+* rawpy quirks handled here: ``black_level_per_channel`` and ``camera_whitebalance`` are indexed by
+  colour index (R, G, B, G2), not by raster position; ``camera_whitebalance`` is 1/AsShotNeutral.
+* The JPG is read as stored (RGB uint8, (H, W, 3)). Its EXIF orientation is *not* applied: camera JPGs
+  keep the sensor's pixel order, like the raw, and only record the orientation.
+* The focal length (mm) comes from the JPG's EXIF sub-IFD (tag 37386), then its IFD0, then the raw's
+  metadata (``raw.other.focal_length``), as the official code reads it from the JPG.
+
+Every problem raises :class:`datamodules.errors.DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rawpy
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from datamodules.errors import DatasetError
+from ops.bayer import BAYER_PATTERNS
+
+__all__ = [
+    "RAW_EXTENSIONS",
+    "JPG_EXTENSIONS",
+    "RawMetadata",
+    "JpgMetadata",
+    "Capture",
+    "is_raw_file",
+    "find_jpg",
+    "read_raw_metadata",
+    "read_raw_mosaic",
+    "read_jpg",
+    "read_jpg_metadata",
+    "read_capture",
+]
+
+#: File extensions (lower case) treated as raw captures.
+RAW_EXTENSIONS = frozenset(
+    {".arw", ".srf", ".sr2", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".orf", ".rw2", ".raf",
+     ".pef", ".srw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".mos", ".iiq", ".raw"}
+)
+#: File extensions (lower case) of camera JPGs.
+JPG_EXTENSIONS = (".jpg", ".jpeg")
+
+_FOCAL_LENGTH_TAG = ExifTags.Base.FocalLength  # 37386
+_ORIENTATION_TAG = ExifTags.Base.Orientation  # 274
+
+
+@dataclass(frozen=True)
+class RawMetadata:
+    """What a raw file says about its mosaic, without the pixels.
+
+    Attributes:
+        path: The raw file.
+        pattern: 2×2 CFA pattern in raster order, one of :data:`ops.bayer.BAYER_PATTERNS`.
+        black_levels: Black level per raster position (top-left, top-right, bottom-left, bottom-right).
+        white_level: Saturation level.
+        white_balance: As-shot gains (R, G, B) with G = 1.
+        size: (height, width) of the visible mosaic, trimmed to even numbers.
+        focal_length: Focal length (mm) from the raw's metadata, ``None`` when absent.
+    """
+
+    path: Path
+    pattern: str
+    black_levels: tuple[float, float, float, float]
+    white_level: float
+    white_balance: tuple[float, float, float]
+    size: tuple[int, int]
+    focal_length: float | None
+
+
+@dataclass(frozen=True)
+class JpgMetadata:
+    """Size, EXIF focal length (mm, ``None`` when absent) and EXIF orientation (1 when absent) of a JPG."""
+
+    path: Path
+    size: tuple[int, int]
+    focal_length: float | None
+    orientation: int
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One shot: raw metadata, JPG metadata and the focal length used for pairing (mm)."""
+
+    raw: RawMetadata
+    jpg: JpgMetadata
+    focal_length: float
+
+
+def is_raw_file(path: Path) -> bool:
+    """Whether ``path`` has a raw extension (case-insensitive)."""
+    return path.suffix.lower() in RAW_EXTENSIONS
+
+
+def find_jpg(raw_path: str | Path) -> Path:
+    """The camera JPG next to ``raw_path``: same stem, extension .jpg/.jpeg in any case."""
+    raw_path = Path(raw_path)
+    for candidate in sorted(raw_path.parent.iterdir()):
+        if candidate.stem == raw_path.stem and candidate.suffix.lower() in JPG_EXTENSIONS and candidate.is_file():
+            return candidate
+    raise DatasetError(f"{raw_path.with_suffix('.JPG')}: camera JPG of {raw_path.name} is missing")
+
+
+def _libraw_message(error: Exception) -> str:
+    message = error.args[0] if error.args else error
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+def _open_raw(path: Path) -> rawpy.RawPy:
+    if not path.is_file():
+        raise DatasetError(f"{path}: raw file does not exist")
+    raw = rawpy.RawPy()
+    try:
+        raw.open_file(str(path))
+        raw.unpack()
+    except rawpy.LibRawError as error:
+        raw.close()
+        raise DatasetError(f"{path}: cannot read raw file ({_libraw_message(error)})") from error
+    return raw
+
+
+def _metadata(raw: rawpy.RawPy, path: Path) -> RawMetadata:
+    if raw.raw_type != rawpy.RawType.Flat:
+        raise DatasetError(f"{path}: not a Bayer mosaic (linear or demosaiced raw with {raw.num_colors} colours)")
+    tile = raw.raw_pattern
+    if tile is None or tile.shape != (2, 2):
+        shape = "no" if tile is None else "×".join(map(str, tile.shape))
+        raise DatasetError(f"{path}: not a 2×2 Bayer mosaic ({shape} CFA pattern, e.g. X-Trans)")
+    colours = raw.color_desc.decode(errors="replace")
+    try:
+        pattern = "".join(colours[index] for index in tile.ravel())
+    except IndexError:
+        pattern = "?"
+    if pattern not in BAYER_PATTERNS:
+        raise DatasetError(f"{path}: CFA pattern {pattern!r} (colours {colours!r}) is not one of {BAYER_PATTERNS}")
+    per_colour = raw.black_level_per_channel
+    black_levels = tuple(float(per_colour[index]) for index in tile.ravel())
+    white_level = float(raw.white_level)
+    if white_level <= max(black_levels):
+        raise DatasetError(f"{path}: white level {white_level} does not exceed the black levels {black_levels}")
+    gains = raw.camera_whitebalance
+    if not (gains[0] > 0 and gains[1] > 0 and gains[2] > 0):
+        raise DatasetError(f"{path}: no usable camera white balance (rawpy gives {list(gains)})")
+    white_balance = (gains[0] / gains[1], 1.0, gains[2] / gains[1])
+    height, width = raw.sizes.height // 2 * 2, raw.sizes.width // 2 * 2
+    if height < 2 or width < 2:
+        raise DatasetError(f"{path}: visible mosaic of {raw.sizes.height}×{raw.sizes.width} pixels is too small")
+    focal = float(raw.other.focal_length)
+    return RawMetadata(
+        path=path,
+        pattern=pattern,
+        black_levels=black_levels,  # type: ignore[arg-type]
+        white_level=white_level,
+        white_balance=white_balance,
+        size=(height, width),
+        focal_length=focal if focal > 0 else None,
+    )
+
+
+def read_raw_metadata(path: str | Path) -> RawMetadata:
+    """Metadata of the raw file at ``path`` (see :class:`RawMetadata`)."""
+    path = Path(path)
+    raw = _open_raw(path)
+    try:
+        return _metadata(raw, path)
+    finally:
+        raw.close()
+
+
+def read_raw_mosaic(path: str | Path) -> tuple[RawMetadata, np.ndarray]:
+    """Metadata and the visible mosaic (uint16, (H, W) with even H, W) of the raw file at ``path``."""
+    path = Path(path)
+    raw = _open_raw(path)
+    try:
+        metadata = _metadata(raw, path)
+        height, width = metadata.size
+        try:
+            mosaic = np.array(raw.raw_image_visible[:height, :width], dtype=np.uint16, copy=True)
+        except rawpy.LibRawError as error:
+            raise DatasetError(f"{path}: cannot decode raw pixels ({_libraw_message(error)})") from error
+    finally:
+        raw.close()
+    return metadata, mosaic
+
+
+def _open_jpg(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise DatasetError(f"{path}: JPG does not exist")
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError) as error:
+        raise DatasetError(f"{path}: cannot read JPG ({error})") from error
+
+
+def read_jpg(path: str | Path) -> np.ndarray:
+    """The pixels of the JPG at ``path`` as stored: RGB uint8 of shape (H, W, 3)."""
+    path = Path(path)
+    with _open_jpg(path) as image:
+        try:
+            return np.array(image.convert("RGB"))
+        except OSError as error:
+            raise DatasetError(f"{path}: cannot decode JPG ({error})") from error
+
+
+def read_jpg_metadata(path: str | Path) -> JpgMetadata:
+    """Size, EXIF focal length and EXIF orientation of the JPG at ``path`` (pixels are not decoded)."""
+    path = Path(path)
+    with _open_jpg(path) as image:
+        exif = image.getexif()
+        width, height = image.size
+    value = exif.get_ifd(ExifTags.IFD.Exif).get(_FOCAL_LENGTH_TAG, exif.get(_FOCAL_LENGTH_TAG))
+    try:
+        focal = float(value) if value is not None else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        focal = None
+    if focal is not None and not focal > 0:
+        focal = None
+    return JpgMetadata(path=path, size=(height, width), focal_length=focal, orientation=int(exif.get(_ORIENTATION_TAG, 1)))
+
+
+def read_capture(raw_path: str | Path) -> Capture:
+    """Metadata of one shot: the raw at ``raw_path`` and its camera JPG, with the focal length."""
+    raw = read_raw_metadata(raw_path)
+    jpg = read_jpg_metadata(find_jpg(raw.path))
+    focal = jpg.focal_length if jpg.focal_length is not None else raw.focal_length
+    if focal is None:
+        raise DatasetError(f"{raw.path}: no EXIF focal length (tag 37386) in it or in {jpg.path.name}")
+    return Capture(raw=raw, jpg=jpg, focal_length=focal)

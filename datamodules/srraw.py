@@ -1,0 +1,262 @@
+"""SR-RAW (Zhang et al., "Zoom to Learn, Learn to Zoom", CVPR 2019) as a LightningDataModule.
+
+Pipeline: ``prepare_data`` (optionally simulates the data, then aligns every scene once and caches the
+result, :mod:`datamodules.srraw_alignment`) → ``setup`` (reads the caches, picks pairs by EXIF focal
+ratio, :mod:`datamodules.focal_pairs`, splits by scene, :mod:`datamodules.scene_split`, computes each
+pair's valid crop region, :mod:`datamodules.pair_geometry`) → datasets of
+:class:`datamodules.srraw_dataset.SRRAWPairDataset` (crop geometry and sampling modes in its docstring).
+Constructing the module does no I/O.
+
+Batch keys, per sample (the default collate stacks them; p_h × p_w is the crop in packed pixels,
+S_h = 2·zoom·p_h, S_w = 2·zoom·p_w, m = ``target_margin``):
+
+* ``input`` float32 (C_in, p_h, p_w), by the ``input`` argument:
+  ``"raw"`` packed R, G1, B, G2 of (x − black)/(white − black), black per CFA position, not clipped;
+  ``"png"`` (paper's "Ours-png") the input shot's JPG on the crop's Bayer grid with its white balance
+  divided out in the gamma domain (÷ wb^(1/2.2)), space-to-depth packed (``pixel_unshuffle(2)``, 12 channels);
+  ``"synthetic_raw"`` ("Ours-syn-raw") that white-balance-free JPG crop sampled on an RGGB mosaic, plus
+  Gaussian noise of std σ ~ U(0, ``synthetic_noise_max``), packed (4 channels).
+  The raw has no white balance either, so all three ask the network for the same white-balance-free
+  target: target ÷ wb_target^(1/2.2) (reference §3.8), which the model computes from the keys below.
+* ``target`` float32 (3, S_h + 2m, S_w + 2m): the target JPG in [0, 1] on the output grid with the
+  margin, white balance as in the JPG (absent in predict samples).
+* ``input_rgb`` float32 (3, 2p_h, 2p_w): the input shot's camera JPG on the crop's Bayer grid (for the
+  bicubic baseline and image panels; absent in predict samples).
+* ``wb_input``, ``wb_target`` float32 (3,): white-balance gains (R, G, B), G = 1, from ``wb.txt`` when
+  present, else the raw's as-shot gains (``wb_target`` absent in predict samples).
+* ``scene`` str, ``input_name`` str (e.g. ``"00006"``), ``target_name`` str,
+  ``focal_ratio`` float32 scalar (EXIF f_target/f_input; absent in predict samples),
+  ``crop`` int64 (4,) = (top, left, height, width) in packed input pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from datamodules.base import ZoomDataModule
+from datamodules.epoch_sampler import EpochSampler
+from datamodules.errors import DatasetError
+from datamodules.focal_pairs import select_focal_pairs
+from datamodules.pair_geometry import bayer_to_target, valid_region
+from datamodules.scene_split import SPLITS, read_split_file, split_scenes
+from datamodules.simulate import SRRAWSimulation, simulate_srraw
+from datamodules.srraw_alignment import SceneAlignment, load_alignment, prepare_alignments
+from datamodules.srraw_dataset import InputKind, SRRAWPair, SRRAWPairDataset
+from datamodules.srraw_layout import SceneLocation, find_scenes
+
+__all__ = ["SRRAWDataModule"]
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "val", "test"]
+
+
+class SRRAWDataModule(ZoomDataModule):
+    """SR-RAW zoom pairs: packed raw (or JPG-based) input crops and aligned camera-JPG targets.
+
+    Args:
+        root: Dataset folder: ``<root>/<scene>/<shot>.<raw>`` + ``.JPG``, or SR-RAW's ``train/`` and
+            ``test/`` folders.
+        zoom: Magnification (4 or 8 in the paper); pairs have focal ratio ≈ zoom.
+        patch_size: Side of a training input crop, packed pixels (output: 2·zoom·patch_size).
+        target_margin: Extra target pixels m on every side of the output grid (a tolerance for the
+            residual misalignment).
+        input: ``"raw"`` (packed raw), ``"png"`` (input JPG, 12 channels) or ``"synthetic_raw"``
+            (mosaicked JPG with noise), the paper's §5.2 variants.
+        eval_crop: Side of the centred val/test crop in packed pixels (clipped to the valid region);
+            ``None`` takes the whole valid region. Crops of different sizes cannot be batched, so
+            ``eval_batch_size`` > 1 needs every valid region ≥ ``eval_crop`` (and a value, not ``None``).
+        split_file: JSON ``{"train": [...], "val": [...], "test": [...]}``; else ``split_fractions``.
+        split_fractions: Train/val/test fractions of the scenes (seeded shuffle).
+        seed: Seed of the split and of every random crop (with epoch and sample index).
+        batch_size, eval_batch_size, num_workers: DataLoader settings (predict uses batch size 1).
+        crops_per_pair: Training samples per pair and epoch.
+        focal_ratio_range: Accepted focal ratios, as multiples of ``zoom``.
+        synthetic_noise_max: Largest noise std of the ``synthetic_raw`` input.
+        simulate: Generate a simulated dataset in ``root`` first if ``root`` holds no data yet.
+        cache_dir: Where the per-scene alignment caches go (default: next to the data).
+        predict_split: Split whose pairs ``predict_dataloader`` returns (whole valid regions).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        zoom: int = 4,
+        patch_size: int = 64,
+        target_margin: int = 16,
+        input: InputKind = "raw",
+        eval_crop: int | None = 128,
+        split_file: str | None = None,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        batch_size: int = 1,
+        eval_batch_size: int = 1,
+        num_workers: int = 4,
+        crops_per_pair: int = 1,
+        focal_ratio_range: tuple[float, float] = (0.95, 1.3),
+        synthetic_noise_max: float = 0.0784,
+        simulate: SRRAWSimulation | None = None,
+        cache_dir: str | None = None,
+        predict_split: Split = "test",
+    ) -> None:
+        super().__init__()
+        if zoom < 1 or patch_size < 1 or target_margin < 0 or crops_per_pair < 1:
+            raise ValueError(
+                f"need zoom ≥ 1, patch_size ≥ 1, target_margin ≥ 0, crops_per_pair ≥ 1; got {zoom}, {patch_size}, "
+                f"{target_margin}, {crops_per_pair}"
+            )
+        if input not in ("raw", "png", "synthetic_raw"):
+            raise ValueError(f"input must be 'raw', 'png' or 'synthetic_raw', got {input!r}")
+        if eval_crop is not None and eval_crop < 1:
+            raise ValueError(f"eval_crop must be ≥ 1 or None, got {eval_crop}")
+        if not 0 < focal_ratio_range[0] <= focal_ratio_range[1]:
+            raise ValueError(f"focal_ratio_range must be (low, high) with 0 < low ≤ high, got {focal_ratio_range}")
+        if sum(split_fractions) <= 0 or min(split_fractions) < 0:
+            raise ValueError(f"split_fractions must be non-negative with a positive sum, got {split_fractions}")
+        if predict_split not in SPLITS:
+            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        self.root = root
+        self.zoom = zoom
+        self.patch_size = patch_size
+        self.target_margin = target_margin
+        self.input = input
+        self.eval_crop = eval_crop
+        self.split_file = split_file
+        self.split_fractions = tuple(split_fractions)
+        self.seed = seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.crops_per_pair = crops_per_pair
+        self.focal_ratio_range = tuple(focal_ratio_range)
+        self.synthetic_noise_max = synthetic_noise_max
+        self.simulate = simulate
+        self.cache_dir = cache_dir
+        self.predict_split = predict_split
+        self.pairs: dict[str, list[SRRAWPair]] = {}
+        self.datasets: dict[str, SRRAWPairDataset] = {}
+
+    @property
+    def in_channels(self) -> int:
+        """12 for the ``png`` input (space-to-depth RGB), 4 for packed raw and synthetic raw."""
+        return 12 if self.input == "png" else 4
+
+    # ------------------------------------------------------------------ preparation
+
+    def _simulate_if_needed(self) -> None:
+        root = Path(self.root)
+        manifest = root / "simulation.json"
+        if manifest.is_file():
+            try:
+                stored = json.loads(manifest.read_text()).get("config")
+            except (OSError, ValueError, AttributeError) as error:
+                raise DatasetError(f"{manifest}: cannot read the simulation manifest ({error})") from error
+            if stored != self.simulate.to_dict():
+                raise DatasetError(
+                    f"{manifest}: the data in {root} was simulated with {stored}, not with the requested {self.simulate.to_dict()}"
+                )
+        elif not (root.is_dir() and find_scenes(root)):
+            log.info("simulating SR-RAW data in %s", root)
+            simulate_srraw(root, self.simulate, progress=True)
+
+    def prepare_data(self) -> None:
+        """Simulate the data if asked and absent, then compute the missing or stale alignment caches."""
+        if self.simulate is not None:
+            self._simulate_if_needed()
+        prepare_alignments(find_scenes(self.root), self.cache_dir)
+
+    # ------------------------------------------------------------------ setup
+
+    def _pairs_of(self, alignment: SceneAlignment) -> list[SRRAWPair]:
+        focals = {name: shot.focal_length for name, shot in alignment.shots.items()}
+        pairs = []
+        for choice in select_focal_pairs(focals, self.zoom, self.focal_ratio_range):
+            source, target = alignment.shots[choice.input], alignment.shots[choice.target]
+            matrix = bayer_to_target(source.matrix, target.matrix, source.raw_size, source.jpg_size)
+            try:
+                region = valid_region(matrix, source.raw_size, target.jpg_size, self.zoom, self.target_margin)
+            except ValueError as error:
+                raise DatasetError(f"{source.raw_path}: pair with {target.jpg_path.name}: {error}") from error
+            log.info(
+                "SR-RAW %s: %s → %s, focal ratio %.3f, valid region %s",
+                alignment.name, choice.input, choice.target, choice.ratio, region.as_tuple(),
+            )
+            pairs.append(SRRAWPair(alignment.name, source, target, choice.ratio, matrix, region))
+        return pairs
+
+    def _usable(self, pairs: list[SRRAWPair], split: str) -> list[SRRAWPair]:
+        need = self.patch_size if split == "train" else 1
+        usable = []
+        for pair in pairs:
+            if min(pair.region.height, pair.region.width) >= need:
+                usable.append(pair)
+            else:
+                log.warning(
+                    "SR-RAW %s: pair %s → %s skipped, valid region %s is smaller than %d packed pixels",
+                    pair.scene, pair.input.name, pair.target.name, pair.region.as_tuple(), need,
+                )
+        return usable
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the alignment caches, select and split the pairs, and build the datasets."""
+        if self.datasets:
+            return
+        scenes: list[SceneLocation] = find_scenes(self.root)
+        if self.split_file is not None:
+            split = read_split_file(self.split_file, scenes)
+        else:
+            split = split_scenes(scenes, self.split_fractions, self.seed)
+        locations = {scene.name: scene for scene in scenes}
+        for name in SPLITS:
+            pairs = [pair for scene in split[name] for pair in self._pairs_of(load_alignment(locations[scene], self.cache_dir))]
+            self.pairs[name] = self._usable(pairs, name)
+        common = dict(
+            input_kind=self.input, zoom=self.zoom, patch_size=self.patch_size, target_margin=self.target_margin,
+            seed=self.seed, synthetic_noise_max=self.synthetic_noise_max,
+        )
+        self.datasets = {
+            "train": SRRAWPairDataset(self.pairs["train"], "train", crops_per_pair=self.crops_per_pair, **common),
+            "val": SRRAWPairDataset(self.pairs["val"], "eval", eval_crop=self.eval_crop, **common),
+            "test": SRRAWPairDataset(self.pairs["test"], "eval", eval_crop=self.eval_crop, **common),
+            "predict": SRRAWPairDataset(self.pairs[self.predict_split], "predict", **common),
+        }
+
+    # ------------------------------------------------------------------ loaders
+
+    def _loader(self, dataset: SRRAWPairDataset, batch_size: int, sampler=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _dataset(self, name: str) -> SRRAWPairDataset:
+        if not self.datasets:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return self.datasets[name]
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._dataset("train")
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
+        return self._loader(dataset, self.batch_size, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("val"), self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test"), self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("predict"), 1)

@@ -1,0 +1,293 @@
+"""ZoomLearnModule: "Zoom to Learn, Learn to Zoom" (Zhang, Chen, Ng, Koltun, CVPR 2019).
+
+Packed raw (B, 4, p, p) → zoomed RGB (B, 3, 2N·p, 2N·p) with the SRResNet-style network of
+:class:`~lightning_modules.networks.ZoomLearnNet`, trained against the optically zoomed camera JPG with
+the contextual bilateral loss (paper Eq. 3):
+
+    L = w_rgb · CoBi_RGB(n) + w_vgg · Σ_l w_l · CoBi_VGG,l  [+ w_l1 · L1]
+
+CoBi_RGB compares n × n RGB patches (n = 10 for 4X, 15 for 8X), CoBi_VGG the VGG19 features conv1_2,
+conv2_2, conv3_2 (weights 1, 1, 0.5). Before the loss the target (which carries a margin of m output
+pixels on each side) is matched to the prediction by an integer translation search (reference §1.13),
+or centre-cropped with ``align_target: none``. An optional L1 warm-up (``l1_warmup_steps``) trains with
+the translation-matched L1 only, as users of the official code recommend (reference §8, issue #9).
+
+White balance (reference §3.8): the network predicts a white-balance-free, gamma-encoded image. The
+training target is the camera JPG with its own gains divided out in the gamma domain
+(÷ wb_target^(1/2.2)); for metrics and outputs the prediction gets the *input* shot's gains
+(× wb_input^(1/2.2)) and is compared with the JPG as it is.
+
+Metrics (val/test): PSNR, SSIM (torchmetrics, per image, averaged) and LPIPS-alex v0.1 (lpips) of the
+model and of bicubic upsampling of the input shot's camera JPG, each against (a) the target as
+registered by the data (``…/psnr``) and (b) the target translation-searched to that output
+(``…/psnr_aligned``). With ``pretrained: false`` LPIPS runs on a random backbone and is logged as
+``lpips_random_backbone``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from lightning_modules.base import ZoomModule
+from lightning_modules.lpips_net import build_lpips, lpips_distance, lpips_metric_name
+from lightning_modules.networks import ZoomLearnNet
+from lightning_modules.pretrained import Pretrained, load_weights
+from lightning_modules.tiling import tiled_forward
+from ops import VGG19Features, apply_white_balance, cobi_loss, extract_patches, translation_search
+
+__all__ = ["ZoomLearnModule"]
+
+GAMMA = 2.2
+DEFAULT_VGG_LAYERS = {"conv1_2": 1.0, "conv2_2": 1.0, "conv3_2": 0.5}
+# Frozen helpers created in `setup`; they are rebuilt from `pretrained`, never stored in checkpoints.
+FROZEN_PREFIXES = ("vgg.", "lpips_net.")
+EVAL_METHODS = ("", "_aligned", "_bicubic", "_bicubic_aligned")
+
+
+class ZoomLearnModule(ZoomModule):
+    """LightningModule of Zhang et al. 2019 (see the module docstring for the loss and metrics).
+
+    Args:
+        zoom, in_channels, patch_size: Linked from the DataModule (see :class:`ZoomModule`).
+        norm: Normalisation of the network, ``"batch"`` (paper) or ``"instance"``.
+        w_rgb: Weight of CoBi_RGB.
+        rgb_patch_size: n of the n × n RGB patches (paper: 10 for 4X, 15 for 8X).
+        w_vgg: λ, the weight of CoBi_VGG (0 disables it and VGG19 is never loaded).
+        vgg_layers: VGG19 layers and their weights (default conv1_2: 1, conv2_2: 1, conv3_2: 0.5).
+        vgg_pooling, vgg_normalization: VGG19 variant (``max``/``imagenet`` suits torchvision weights;
+            the official TF code used ``avg``/``caffe``).
+        w_spatial: w_s, weight of CoBi's spatial term.
+        cobi_variant: ``"paper"`` (default) or ``"official"`` (the TF graph; RGB features × 255).
+        cobi_max_positions: Positions sampled per CoBi call (None: all; needed for large crops).
+        cobi_chunk_size: Rows per chunk of the CoBi computation (None: automatic).
+        w_l1: Weight of an extra L1 term against the matched target.
+        l1_warmup_steps: Optimizer steps trained with the matched L1 alone before CoBi starts.
+        align_target: ``"translation"`` (search within the margin) or ``"none"`` (centre crop).
+        align_stride: Step of the training-time translation search in output pixels (official: 2).
+        pretrained: Weights of VGG19 and of LPIPS' AlexNet: false | true | path (see
+            :mod:`lightning_modules.pretrained`).
+        lr, lr_decay, lr_decay_steps: Adam with lr · lr_decay^(step / lr_decay_steps) (official:
+            1e-4, 0.05, 20000).
+        predict_tile, predict_overlap: Tiles (input pixels) for whole-image prediction.
+        seed: Seed of CoBi's position sampling (combined with the global step, so resumed runs
+            draw the same positions).
+    """
+
+    def __init__(
+        self,
+        zoom: int = 4,
+        in_channels: int = 4,
+        patch_size: int = 64,
+        norm: Literal["batch", "instance"] = "batch",
+        w_rgb: float = 1.0,
+        rgb_patch_size: int = 10,
+        w_vgg: float = 1.0,
+        vgg_layers: dict[str, float] | None = None,
+        vgg_pooling: Literal["max", "avg"] = "max",
+        vgg_normalization: Literal["imagenet", "caffe"] = "imagenet",
+        w_spatial: float = 0.1,
+        cobi_variant: Literal["paper", "official"] = "paper",
+        cobi_max_positions: int | None = None,
+        cobi_chunk_size: int | None = None,
+        w_l1: float = 0.0,
+        l1_warmup_steps: int = 0,
+        align_target: Literal["translation", "none"] = "translation",
+        align_stride: int = 2,
+        pretrained: Pretrained = True,
+        lr: float = 1e-4,
+        lr_decay: float = 0.05,
+        lr_decay_steps: int = 20000,
+        predict_tile: int = 128,
+        predict_overlap: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(zoom, in_channels, patch_size)
+        self.save_hyperparameters()
+        self.vgg_layers: dict[str, float] = dict(vgg_layers if vgg_layers is not None else DEFAULT_VGG_LAYERS)
+        if w_vgg > 0 and not self.vgg_layers:
+            raise ValueError("w_vgg > 0 needs at least one entry in vgg_layers")
+        self.net = ZoomLearnNet(zoom=zoom, in_channels=in_channels, norm=norm)
+        self.example_input_array = torch.zeros(1, in_channels, patch_size, patch_size)
+        self.vgg: VGG19Features | None = None
+        self.lpips_net: nn.Module | None = None
+        self.lpips_name = lpips_metric_name(pretrained)
+        self.metrics = nn.ModuleDict()
+        for stage in ("val", "test"):
+            for method in EVAL_METHODS:
+                self.metrics[f"{stage}_psnr{method}"] = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
+                self.metrics[f"{stage}_ssim{method}"] = StructuralSimilarityIndexMeasure(data_range=1.0)
+                self.metrics[f"{stage}_{self.lpips_name}{method}"] = MeanMetric()
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        """Build the frozen helpers (VGG19 for the loss, LPIPS for metrics) and load their weights.
+
+        Prediction needs neither, so ``lightning predict`` reads no weights but the checkpoint.
+        """
+        if stage == "predict":
+            return
+        pretrained = self.hparams.pretrained
+        # Random helper weights (pretrained: false) depend on the seed only, not on the global RNG state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.hparams.seed)
+            if self.vgg is None and self.hparams.w_vgg > 0:
+                vgg = VGG19Features(
+                    layers=tuple(self.vgg_layers),
+                    pooling=self.hparams.vgg_pooling,
+                    normalization=self.hparams.vgg_normalization,
+                )
+                state = load_weights(pretrained, "vgg19")
+                if state is not None:
+                    vgg.load_torchvision_state_dict(state)
+                self.vgg = vgg.to(self.device)
+            if self.lpips_net is None:
+                self.lpips_net = build_lpips(pretrained).to(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints carry no frozen helpers: keep the ones built in `setup` under strict loading.
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN_PREFIXES)})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        decay, steps = self.hparams.lr_decay, self.hparams.lr_decay_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: decay ** (step / steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # ------------------------------------------------------------------ loss
+    def _match_target(self, pred: Tensor, target: Tensor, stride: int) -> Tensor:
+        """The target window (B, 3, S, S) for ``pred`` inside the target with margin."""
+        if self.hparams.align_target == "translation":
+            return translation_search(pred, target, stride=stride)[0]
+        return _center_crop(target, pred.shape[-2:])
+
+    def _cobi(self, pred: Tensor, target: Tensor, distance: str, generator: torch.Generator) -> Tensor:
+        return cobi_loss(
+            pred,
+            target,
+            w_spatial=self.hparams.w_spatial,
+            distance=distance,
+            variant=self.hparams.cobi_variant,
+            max_positions="auto" if self.hparams.cobi_max_positions is None else self.hparams.cobi_max_positions,
+            chunk_size=self.hparams.cobi_chunk_size,
+            generator=generator,
+        )
+
+    def compute_loss(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Loss terms for a prediction and its matched, white-balance-free target (both (B, 3, S, S))."""
+        hp = self.hparams
+        terms: dict[str, Tensor] = {}
+        l1 = F.l1_loss(pred, target)
+        if self.global_step < hp.l1_warmup_steps:
+            return {"loss": l1, "l1": l1}
+        generator = torch.Generator(device=pred.device).manual_seed(hp.seed * 1_000_003 + self.global_step)
+        total = pred.new_zeros(())
+        if hp.w_rgb > 0:
+            scale = 255.0 if hp.cobi_variant == "official" else 1.0
+            terms["cobi_rgb"] = self._cobi(
+                extract_patches(pred * scale, hp.rgb_patch_size),
+                extract_patches(target * scale, hp.rgb_patch_size),
+                "l2",
+                generator,
+            )
+            total = total + hp.w_rgb * terms["cobi_rgb"]
+        if hp.w_vgg > 0:
+            if self.vgg is None:
+                raise RuntimeError("CoBi_VGG needs VGG19: call setup('fit') (the Trainer does) before the loss")
+            pred_features = self.vgg(pred)
+            with torch.no_grad():
+                target_features = self.vgg(target)
+            cobi_vgg = sum(
+                weight * self._cobi(pred_features[name], target_features[name], "cosine", generator)
+                for name, weight in self.vgg_layers.items()
+            )
+            terms["cobi_vgg"] = cobi_vgg
+            total = total + hp.w_vgg * cobi_vgg
+        if hp.w_l1 > 0:
+            total = total + hp.w_l1 * l1
+        terms["l1"] = l1
+        terms["loss"] = total
+        return terms
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        pred = self.net(batch["input"])
+        target = apply_white_balance(batch["target"], batch["wb_target"], -1.0 / GAMMA)
+        terms = self.compute_loss(pred, self._match_target(pred, target, self.hparams.align_stride))
+        batch_size = pred.shape[0]
+        self.log_dict({f"train/{name}": value for name, value in terms.items() if name != "loss"}, batch_size=batch_size)
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=batch_size)
+        return terms["loss"]
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        pred = self.net(batch["input"])
+        target = batch["target"]
+        output = apply_white_balance(pred, batch["wb_input"], 1.0 / GAMMA).clamp(0.0, 1.0)
+        bicubic = F.interpolate(batch["input_rgb"], scale_factor=self.zoom, mode="bicubic", align_corners=False)
+        bicubic = bicubic.clamp(0.0, 1.0)
+        registered = _center_crop(target, output.shape[-2:])
+        comparisons = {
+            "": (output, registered),
+            "_aligned": (output, translation_search(output, target)[0]),
+            "_bicubic": (bicubic, registered),
+            "_bicubic_aligned": (bicubic, translation_search(bicubic, target)[0]),
+        }
+        for method, (image, reference) in comparisons.items():
+            self._update_metrics(stage, method, image, reference)
+        wb_free_target = apply_white_balance(target, batch["wb_target"], -1.0 / GAMMA)
+        terms = self.compute_loss(pred, self._match_target(pred, wb_free_target, stride=1))
+        self.log(f"{stage}/loss", terms["loss"], sync_dist=True, batch_size=pred.shape[0])
+        return {"panels": {"input": bicubic, "output": output, "target": comparisons["_aligned"][1]}}
+
+    def _update_metrics(self, stage: str, method: str, image: Tensor, reference: Tensor) -> None:
+        image, reference = image.float(), reference.float()
+        for name in ("psnr", "ssim", self.lpips_name):
+            key = f"{stage}_{name}{method}"
+            metric = self.metrics[key]
+            if name == self.lpips_name:
+                assert self.lpips_net is not None, "LPIPS is built in setup()"
+                metric.update(lpips_distance(self.lpips_net, image, reference))
+            else:
+                metric.update(image, reference)
+            self.log(f"{stage}/{name}{method}", metric, on_step=False, on_epoch=True, batch_size=image.shape[0])
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Whole-image prediction, tiled with overlap; returns the white-balanced output in [0, 1]."""
+        pred = tiled_forward(
+            self.net,
+            batch["input"],
+            scale=2 * self.zoom,
+            tile=self.hparams.predict_tile,
+            overlap=self.hparams.predict_overlap,
+        )
+        output = apply_white_balance(pred, batch["wb_input"], 1.0 / GAMMA).clamp(0.0, 1.0)
+        names = [f"{scene}_{name}_x{self.zoom}" for scene, name in zip(batch["scene"], batch["input_name"])]
+        return {"image": output, "name": names}
+
+
+def _center_crop(image: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
+    """Centre crop of (B, C, H, W) to ``size``."""
+    top = (image.shape[-2] - size[0]) // 2
+    left = (image.shape[-1] - size[1]) // 2
+    return image[..., top : top + size[0], left : left + size[1]]

@@ -1,0 +1,76 @@
+"""Shared fixtures: offline W&B, a small simulated SR-RAW dataset, and the real configs shrunk to CPU size."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# W&B must never reach for the network in tests (environment.md: a key without network blocks ~110 s).
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _cli_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cli_main(args)` must not see pytest's own command line."""
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+
+
+@pytest.fixture(scope="session")
+def srraw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four simulated SR-RAW scenes (512×384, 7 focal lengths), preprocessed once per test session."""
+    from datamodules.simulate import SRRAWSimulation, simulate_srraw
+
+    root = tmp_path_factory.mktemp("srraw") / "SR-RAW"
+    simulate_srraw(root, SRRAWSimulation(scenes=4, width=512, height=384, seed=7), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def srraw_split(srraw_root: Path) -> Path:
+    """An explicit split with two validation scenes, so validation has an even number of samples."""
+    path = srraw_root.parent / "split.json"
+    path.write_text(json.dumps({"train": ["00001", "00002"], "val": ["00003", "00004"], "test": ["00004"]}))
+    return path
+
+
+def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logger: str = "wandb") -> list[str]:
+    """CLI arguments that shrink the paper's 4X config + demo overlay to a seconds-long CPU run."""
+    args = [
+        "--config", str(CONFIGS / "zoomlearn_4x.yaml"),
+        "--config", str(CONFIGS / "demo.yaml"),
+        "--data.init_args.root", str(root),
+        "--data.init_args.simulate", "null",
+        "--data.init_args.patch_size", "6",
+        "--data.init_args.target_margin", "4",
+        "--data.init_args.eval_crop", "8",
+        "--data.init_args.crops_per_pair", "1",
+        "--data.init_args.batch_size", "2",
+        "--data.init_args.eval_batch_size", "1",
+        "--data.init_args.num_workers", "0",
+        "--model.init_args.rgb_patch_size", "3",
+        "--model.init_args.cobi_max_positions", "null",
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.max_epochs", "1",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]
+    if split is not None:
+        args += ["--data.init_args.split_file", str(split)]
+    if logger == "wandb":
+        args += ["--trainer.logger.init_args.save_dir", str(run_dir)]
+    else:
+        args += [
+            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.init_args.save_dir", str(run_dir),
+        ]
+    return args

@@ -1,0 +1,134 @@
+"""The `lightning` CLI: every config instantiates without I/O; fit/validate/test/predict run end to end."""
+
+from __future__ import annotations
+
+import glob
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from datamodules.srraw import SRRAWDataModule
+from lightning_modules import ZoomLearnModule
+from lightning_modules.cli import cli_main
+from tests.conftest import CONFIGS, tiny_run_args
+
+EXPERIMENTS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "demo.yaml")
+OVERLAYS = ["demo.yaml", "logger/wandb.yaml", "trainer/ddp.yaml"]
+
+
+def instantiate(*configs: Path, extra: list[str] | None = None):
+    args: list[str] = []  # run=False: no subcommand
+    for config in configs:
+        args += ["--config", str(config)]
+    return cli_main(args + (extra or []), run=False)
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_config_instantiates_without_io(config, tmp_path):
+    missing_root = tmp_path / "no-such-dataset"
+    cli = instantiate(config, extra=["--data.init_args.root", str(missing_root)])
+    assert isinstance(cli.model, ZoomLearnModule) and isinstance(cli.datamodule, SRRAWDataModule)
+    data, model = cli.datamodule, cli.model
+    # linked, never repeated
+    assert model.zoom == data.zoom and model.patch_size == data.patch_size
+    assert model.in_channels == data.in_channels == model.net.in_channels
+    assert model.vgg is None and model.lpips_net is None  # no weights read
+    assert not missing_root.exists()  # no data read or written
+
+
+def test_paper_configs_state_the_paper_settings():
+    settings = {p.name: yaml.safe_load(p.read_text()) for p in EXPERIMENTS}
+    for name, expected_zoom, expected_n, expected_input in [
+        ("zoomlearn_4x.yaml", 4, 10, "raw"),
+        ("zoomlearn_8x.yaml", 8, 15, "raw"),
+        ("zoomlearn_4x_png.yaml", 4, 10, "png"),
+        ("zoomlearn_4x_synraw.yaml", 4, 10, "synthetic_raw"),
+    ]:
+        model, data = settings[name]["model"]["init_args"], settings[name]["data"]["init_args"]
+        assert data["zoom"] == expected_zoom and data["input"] == expected_input and data["patch_size"] == 64
+        assert model["rgb_patch_size"] == expected_n and model["vgg_layers"] == {"conv1_2": 1.0, "conv2_2": 1.0, "conv3_2": 0.5}
+        assert model["lr"] == 1e-4 and model["lr_decay"] == 0.05 and model["lr_decay_steps"] == 20000
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_compose_with_the_paper_config(overlay, tmp_path):
+    extra = ["--data.init_args.root", str(tmp_path / "data")]
+    if overlay == "trainer/ddp.yaml":  # no GPU here: same overlay, CPU processes
+        extra += ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.sync_batchnorm", "false"]
+    cli = instantiate(CONFIGS / "zoomlearn_4x.yaml", CONFIGS / overlay, extra=extra)
+    if overlay == "demo.yaml":
+        assert cli.model.hparams.pretrained is False and cli.datamodule.simulate is not None
+        assert cli.datamodule.patch_size == cli.model.patch_size == 24
+    if overlay == "trainer/ddp.yaml":
+        assert type(cli.trainer.strategy).__name__ == "DDPStrategy" and cli.trainer.num_devices == 2
+    if overlay == "logger/wandb.yaml":
+        assert type(cli.trainer.logger).__name__ == "WandbLogger"
+
+
+def test_png_input_links_twelve_channels(tmp_path):
+    cli = instantiate(CONFIGS / "zoomlearn_4x_png.yaml", extra=["--data.init_args.root", str(tmp_path)])
+    assert cli.model.net.in_channels == 12
+
+
+@pytest.fixture(scope="module")
+def fitted_run(srraw_root, tmp_path_factory):
+    """One tiny fit through the real configs (W&B offline); shared by the checks below."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cli = cli_main(["fit", *tiny_run_args(srraw_root, run_dir)])
+    return cli, run_dir
+
+
+def test_fit_logs_metrics_config_and_panels_to_an_offline_wandb_run(fitted_run, srraw_root):
+    cli, run_dir = fitted_run
+    metrics = cli.trainer.callback_metrics
+    for name in ("val/psnr", "val/psnr_aligned", "val/psnr_bicubic", "val/ssim", "val/lpips_random_backbone", "train/loss"):
+        assert name in metrics and math.isfinite(float(metrics[name])), name
+    assert "val/lpips" not in metrics  # a random backbone never reports under the real name
+    assert float(metrics["val/psnr_aligned"]) >= float(metrics["val/psnr"]) - 1e-4  # alignment can only help
+    runs = glob.glob(str(run_dir / "wandb" / "offline-run-*"))
+    assert len(runs) == 1
+    files = Path(runs[0]) / "files"
+    saved = yaml.safe_load((files / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "lightning_modules.ZoomLearnModule"
+    assert saved["data"]["init_args"]["root"] == str(srraw_root)
+    panels = glob.glob(str(files / "media" / "images" / "val" / "panels_*.png"))
+    assert panels, "image panels were not logged"
+    width, height = Image.open(panels[0]).size
+    assert width == 4 * height  # input | output | target | |error|
+    assert list(Path(runs[0]).glob("*.wandb"))
+
+
+def test_second_run_into_the_same_folder_does_not_abort(fitted_run, srraw_root):
+    _, run_dir = fitted_run
+    cli = cli_main(["fit", *tiny_run_args(srraw_root, run_dir), "--trainer.limit_train_batches", "1"])
+    assert cli.trainer.state.finished
+    assert len(glob.glob(str(run_dir / "wandb" / "offline-run-*" / "files" / "config.yaml"))) == 2
+
+
+def test_validate_test_predict_from_the_checkpoint(fitted_run, srraw_root, tmp_path):
+    cli, run_dir = fitted_run
+    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    assert Path(checkpoint).is_file()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert not any(k.startswith(("vgg.", "lpips_net.")) for k in state)  # frozen helpers are not stored
+    args = tiny_run_args(srraw_root, tmp_path, logger="csv")
+    validated = cli_main(["validate", *args, "--ckpt_path", checkpoint])
+    assert math.isfinite(float(validated.trainer.callback_metrics["val/psnr"]))
+    tested = cli_main(["test", *args, "--ckpt_path", checkpoint])
+    assert math.isfinite(float(tested.trainer.callback_metrics["test/ssim"]))
+    predicted = cli_main(
+        ["predict", *args, "--ckpt_path", checkpoint, "--model.init_args.predict_tile", "16", "--model.init_args.predict_overlap", "4"]
+    )
+    out_dir = tmp_path / "predictions"  # PNGPredictionWriter's default: <default_root_dir>/predictions
+    pngs = sorted(out_dir.glob("*.png"))
+    assert pngs and not list(out_dir.glob(".*tmp*"))
+    dataset = predicted.datamodule.predict_dataloader().dataset
+    sample = dataset[0]
+    expected = (sample["input"].shape[-2] * 8, sample["input"].shape[-1] * 8)
+    image = np.asarray(Image.open(out_dir / f"{sample['scene']}_{sample['input_name']}_x4.png"))
+    assert image.shape == (*expected, 3) and image.std() > 1.0
