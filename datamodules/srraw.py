@@ -82,6 +82,8 @@ class SRRAWDataModule(ZoomDataModule):
         simulate: Generate a simulated dataset in ``root`` first if ``root`` holds no data yet.
         cache_dir: Where the per-scene alignment caches go (default: next to the data).
         predict_split: Split whose pairs ``predict_dataloader`` returns (whole valid regions).
+        decoded_files: Decoded raw/JPG files each worker keeps in memory (least recently used
+            first out). Real SR-RAW files take ~50–70 MB decoded; a small simulated set fits whole.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class SRRAWDataModule(ZoomDataModule):
         simulate: SRRAWSimulation | None = None,
         cache_dir: str | None = None,
         predict_split: Split = "test",
+        decoded_files: int = 4,
     ) -> None:
         super().__init__()
         if zoom < 1 or patch_size < 1 or target_margin < 0 or crops_per_pair < 1:
@@ -119,6 +122,8 @@ class SRRAWDataModule(ZoomDataModule):
             raise ValueError(f"focal_ratio_range must be (low, high) with 0 < low ≤ high, got {focal_ratio_range}")
         if sum(split_fractions) <= 0 or min(split_fractions) < 0:
             raise ValueError(f"split_fractions must be non-negative with a positive sum, got {split_fractions}")
+        if decoded_files < 1:
+            raise ValueError(f"decoded_files must be ≥ 1, got {decoded_files}")
         if predict_split not in SPLITS:
             raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
         self.root = root
@@ -139,6 +144,7 @@ class SRRAWDataModule(ZoomDataModule):
         self.simulate = simulate
         self.cache_dir = cache_dir
         self.predict_split = predict_split
+        self.decoded_files = decoded_files
         self.pairs: dict[str, list[SRRAWPair]] = {}
         self.datasets: dict[str, SRRAWPairDataset] = {}
 
@@ -218,7 +224,7 @@ class SRRAWDataModule(ZoomDataModule):
             self.pairs[name] = self._usable(pairs, name)
         common = dict(
             input_kind=self.input, zoom=self.zoom, patch_size=self.patch_size, target_margin=self.target_margin,
-            seed=self.seed, synthetic_noise_max=self.synthetic_noise_max,
+            seed=self.seed, synthetic_noise_max=self.synthetic_noise_max, decoded_files=self.decoded_files,
         )
         self.datasets = {
             "train": SRRAWPairDataset(self.pairs["train"], "train", crops_per_pair=self.crops_per_pair, **common),

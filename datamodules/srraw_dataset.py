@@ -40,7 +40,6 @@ __all__ = ["InputKind", "SRRAWPair", "SRRAWPairDataset"]
 
 InputKind = Literal["raw", "png", "synthetic_raw"]
 _GAMMA = 2.2
-_CACHED_FILES = 4
 T = TypeVar("T")
 
 
@@ -77,6 +76,7 @@ class SRRAWPairDataset(Dataset):
         crops_per_pair: int = 1,
         seed: int = 0,
         synthetic_noise_max: float = 0.0784,
+        decoded_files: int = 4,
     ) -> None:
         self.pairs = pairs
         self.mode = mode
@@ -88,6 +88,7 @@ class SRRAWPairDataset(Dataset):
         self.crops_per_pair = crops_per_pair
         self.seed = seed
         self.synthetic_noise_max = synthetic_noise_max
+        self.decoded_files = decoded_files
         self._decoded: OrderedDict[str, object] = OrderedDict()
 
     def __len__(self) -> int:
@@ -97,13 +98,13 @@ class SRRAWPairDataset(Dataset):
         return self.pairs[index // self.crops_per_pair if self.mode == "train" else index]
 
     def _decode(self, path: Path, reader: Callable[[Path], T]) -> T:
-        """``reader(path)``, remembered for the last few files (each worker has its own copy)."""
+        """``reader(path)``, remembered for the last ``decoded_files`` files (each worker has its own copy)."""
         key = str(path)
         if key in self._decoded:
             self._decoded.move_to_end(key)
         else:
             self._decoded[key] = reader(path)
-            if len(self._decoded) > _CACHED_FILES:
+            if len(self._decoded) > self.decoded_files:
                 self._decoded.popitem(last=False)
         return self._decoded[key]  # type: ignore[return-value]
 

@@ -57,6 +57,8 @@ class ZoomLearnModule(ZoomModule):
     Args:
         zoom, in_channels, patch_size: Linked from the DataModule (see :class:`ZoomModule`).
         norm: Normalisation of the network, ``"batch"`` (paper) or ``"instance"``.
+        width, num_blocks, up_width: Size of the network (paper: 64, 16, 256); smaller values make a
+            CPU-sized network for demos.
         w_rgb: Weight of CoBi_RGB.
         rgb_patch_size: n of the n × n RGB patches (paper: 10 for 4X, 15 for 8X).
         w_vgg: λ, the weight of CoBi_VGG (0 disables it and VGG19 is never loaded).
@@ -86,6 +88,9 @@ class ZoomLearnModule(ZoomModule):
         in_channels: int = 4,
         patch_size: int = 64,
         norm: Literal["batch", "instance"] = "batch",
+        width: int = 64,
+        num_blocks: int = 16,
+        up_width: int = 256,
         w_rgb: float = 1.0,
         rgb_patch_size: int = 10,
         w_vgg: float = 1.0,
@@ -113,7 +118,9 @@ class ZoomLearnModule(ZoomModule):
         self.vgg_layers: dict[str, float] = dict(vgg_layers if vgg_layers is not None else DEFAULT_VGG_LAYERS)
         if w_vgg > 0 and not self.vgg_layers:
             raise ValueError("w_vgg > 0 needs at least one entry in vgg_layers")
-        self.net = ZoomLearnNet(zoom=zoom, in_channels=in_channels, norm=norm)
+        self.net = ZoomLearnNet(
+            zoom=zoom, in_channels=in_channels, width=width, num_blocks=num_blocks, up_width=up_width, norm=norm
+        )
         self.example_input_array = torch.zeros(1, in_channels, patch_size, patch_size)
         self.vgg: VGG19Features | None = None
         self.lpips_net: nn.Module | None = None

@@ -445,6 +445,31 @@ def test_training_crops_depend_only_on_seed_epoch_and_index(root):
         assert region.top <= top <= region.top + region.height - 16 and region.left <= left <= region.left + region.width - 16
 
 
+@pytest.mark.parametrize("decoded_files", [1, 64])
+def test_decoded_files_bounds_the_per_worker_file_cache(root, monkeypatch, decoded_files):
+    """A sample reads three files (input raw and JPG, target JPG): a one-file cache re-reads all three
+    every time, a large one reads each distinct file once however often it is sampled."""
+    reads: list[str] = []
+
+    def counting(reader):
+        def read(path):
+            reads.append(str(path))
+            return reader(path)
+
+        return read
+
+    monkeypatch.setattr("datamodules.srraw_dataset.read_raw_mosaic", counting(read_raw_mosaic))
+    monkeypatch.setattr("datamodules.srraw_dataset.read_jpg", counting(read_jpg))
+    dataset = _module(root, crops_per_pair=2, decoded_files=decoded_files).datasets["train"]
+    samples = [dataset[(index, epoch)] for epoch in range(2) for index in range(len(dataset))]
+    distinct = {str(p) for pair in dataset.pairs for p in (pair.input.raw_path, pair.input.jpg_path, pair.target.jpg_path)}
+    assert len(samples) == 36 and 0 < len(distinct) <= 27
+    assert len(reads) == (3 * len(samples) if decoded_files == 1 else len(distinct))
+    assert set(reads) == distinct
+    with pytest.raises(ValueError, match="decoded_files"):
+        SRRAWDataModule(str(root), decoded_files=0)
+
+
 def test_worker_processes_do_not_change_the_samples(root):
     def crops(workers: int) -> list[list[int]]:
         module = _module(root, batch_size=3, num_workers=workers)

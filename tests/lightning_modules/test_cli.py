@@ -63,7 +63,7 @@ def test_overlays_compose_with_the_paper_config(overlay, tmp_path):
     cli = instantiate(CONFIGS / "zoomlearn_4x.yaml", CONFIGS / overlay, extra=extra)
     if overlay == "demo.yaml":
         assert cli.model.hparams.pretrained is False and cli.datamodule.simulate is not None
-        assert cli.datamodule.patch_size == cli.model.patch_size == 24
+        assert cli.datamodule.patch_size == cli.model.patch_size == 16
     if overlay == "trainer/ddp.yaml":
         assert type(cli.trainer.strategy).__name__ == "DDPStrategy" and cli.trainer.num_devices == 2
     if overlay == "logger/wandb.yaml":
