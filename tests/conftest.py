@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -74,3 +75,12 @@ def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logge
             "--trainer.logger.init_args.save_dir", str(run_dir),
         ]
     return args
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add overhead (and stall on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,13 +10,7 @@ import torch
 from datamodules.registration import masked_correlation, register_similarity, warp_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add overhead (and stall on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _texture(xs: torch.Tensor, ys: torch.Tensor, seed: int = 0, waves: int = 60) -> torch.Tensor:

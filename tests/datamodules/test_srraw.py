@@ -33,13 +33,7 @@ SIMULATION = SRRAWSimulation(scenes=3, width=512, height=384, seed=7)
 NOMINAL_FOCALS = {f"{i + 1:05d}": f for i, f in enumerate((240.0, 150.0, 100.0, 70.0, 50.0, 35.0, 24.0))}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: extra intra-op threads only add overhead (and stall on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
