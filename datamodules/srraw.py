@@ -163,6 +163,9 @@ class SRRAWDataModule(ZoomDataModule):
                 stored = json.loads(manifest.read_text()).get("config")
             except (OSError, ValueError, AttributeError) as error:
                 raise DatasetError(f"{manifest}: cannot read the simulation manifest ({error})") from error
+            # Options added after a manifest was written default to what such data was made with.
+            if isinstance(stored, dict):
+                stored = {**SRRAWSimulation().to_dict(), **stored}
             if stored != self.simulate.to_dict():
                 raise DatasetError(
                     f"{manifest}: the data in {root} was simulated with {stored}, not with the requested {self.simulate.to_dict()}"

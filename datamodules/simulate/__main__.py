@@ -1,4 +1,5 @@
-"""Command line: ``python -m datamodules.simulate srraw --out DIR --scenes N [--size WxH] [--seed S]``."""
+"""Command line: ``python -m datamodules.simulate srraw --out DIR --scenes N [--size WxH] [--seed S]``
+``[--luma-denoise σ] [--chroma-denoise σ] [--jpeg-subsampling 4:2:2]`` (the camera JPG's processing)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import time
 
 from datamodules.simulate.config import SRRAWSimulation
+from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS
 from datamodules.simulate.srraw import simulate_srraw
 
 
@@ -31,6 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"sensor size in pixels (default {defaults.width}x{defaults.height})",
     )
     srraw.add_argument("--seed", type=int, default=defaults.seed, help="base seed (default %(default)s)")
+    srraw.add_argument(
+        "--luma-denoise", type=float, default=defaults.luma_denoise, metavar="SIGMA",
+        help="in-camera luma noise reduction, bilateral σ in pixels (default %(default)s: off)",
+    )
+    srraw.add_argument(
+        "--chroma-denoise", type=float, default=defaults.chroma_denoise, metavar="SIGMA",
+        help="in-camera chroma noise reduction, Gaussian σ in pixels (default %(default)s: off)",
+    )
+    srraw.add_argument(
+        "--jpeg-subsampling", choices=JPEG_SUBSAMPLINGS, default=defaults.jpeg_subsampling,
+        help="chroma subsampling of the camera JPGs (default %(default)s)",
+    )
     srraw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -38,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     width, height = args.size
-    config = dataclasses.replace(SRRAWSimulation(), scenes=args.scenes, width=width, height=height, seed=args.seed)
+    config = dataclasses.replace(
+        SRRAWSimulation(),
+        scenes=args.scenes,
+        width=width,
+        height=height,
+        seed=args.seed,
+        luma_denoise=args.luma_denoise,
+        chroma_denoise=args.chroma_denoise,
+        jpeg_subsampling=args.jpeg_subsampling,
+    )
     start = time.perf_counter()
     out = simulate_srraw(args.out, config, progress=not args.no_progress)
     elapsed = time.perf_counter() - start

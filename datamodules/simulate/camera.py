@@ -11,17 +11,25 @@ cast the camera's white balance removes) and ``M`` = :data:`CAMERA_TO_SRGB`.
 
 ISP (the camera JPG)::
 
-    jpg = round(255 · clip(M · (g ⊙ (demosaic(raw) − black)/(white − black)), 0, 1)^(1/2.2))
+    v = clip(M · (g ⊙ (demosaic(raw) − black)/(white − black)), 0, 1)^(1/2.2)
+    jpg = round(255 · clip(NR(v), 0, 1))
 
-so up to noise, clipping and demosaicing the JPG shows ``e · τ ⊙ s``.
+so up to noise, clipping and demosaicing the JPG shows ``e · τ ⊙ s``. ``NR`` is the in-camera noise
+reduction, done as cameras do it on the gamma-encoded image in YCbCr (BT.601, kornia): luma gets an
+edge-preserving bilateral filter of spatial σ = ``luma_denoise`` pixels and range σ =
+:data:`LUMA_DENOISE_RANGE`, chroma a Gaussian blur of σ = ``chroma_denoise`` pixels. Both default to 0
+(no NR). Like a real camera's NR it removes sensor noise and, with it, fine texture the raw still has.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from kornia.color import rgb_to_ycbcr, ycbcr_to_rgb
+from kornia.filters import bilateral_blur, gaussian_blur2d
 from torch import Tensor
 
 from ops.bayer import demosaic, gamma_compress, mosaic_rgb, normalize_levels
@@ -36,6 +44,7 @@ __all__ = [
     "CAMERA_TO_SRGB",
     "XYZ_TO_SRGB",
     "XYZ_TO_CAMERA",
+    "LUMA_DENOISE_RANGE",
     "ShotPhotometry",
     "capture_mosaic",
     "camera_isp",
@@ -58,6 +67,8 @@ XYZ_TO_SRGB = np.linalg.inv(
 )
 #: XYZ (D65) → camera RGB: the DNG's ColorMatrix1.
 XYZ_TO_CAMERA = SRGB_TO_CAMERA @ XYZ_TO_SRGB
+#: Range σ of the luma noise reduction, in gamma-encoded units: steps well above it (edges) survive.
+LUMA_DENOISE_RANGE = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,17 +102,41 @@ def capture_mosaic(
     return np.clip(levels, BLACK_LEVEL, WHITE_LEVEL).astype(np.uint16)
 
 
-def camera_isp(raw: np.ndarray, wb_gains: tuple[float, float, float], gamma: float = 2.2) -> np.ndarray:
+def camera_isp(
+    raw: np.ndarray,
+    wb_gains: tuple[float, float, float],
+    gamma: float = 2.2,
+    luma_denoise: float = 0.0,
+    chroma_denoise: float = 0.0,
+) -> np.ndarray:
     """The camera's rendering of a raw RGGB mosaic (H, W) → 8-bit sRGB (H, W, 3).
 
     demosaic (bilinear) → (x − black)/(white − black) → white balance → :data:`CAMERA_TO_SRGB` →
-    clip to [0, 1] → x^(1/γ) → round to 8 bit.
+    clip to [0, 1] → x^(1/γ) → noise reduction (σ in pixels, 0 = off; module docstring) → round to 8 bit.
     """
     if raw.ndim != 2:
         raise ValueError(f"expected a raw mosaic (H, W), got shape {raw.shape}")
+    if luma_denoise < 0 or chroma_denoise < 0:
+        raise ValueError(f"noise reduction σ must be ≥ 0, got luma {luma_denoise} and chroma {chroma_denoise}")
     mosaic = torch.from_numpy(raw.astype(np.float32))[None, None]
     linear = normalize_levels(demosaic(mosaic, CFA_PATTERN)[0], BLACK_LEVEL, WHITE_LEVEL)
     colour = torch.from_numpy(CAMERA_TO_SRGB * np.asarray(wb_gains)[None, :]).float()
     srgb = torch.einsum("ij,jhw->ihw", colour, linear).clamp_(0.0, 1.0)
-    encoded = gamma_compress(srgb, gamma).mul_(255.0).round_()
+    encoded = _noise_reduction(gamma_compress(srgb, gamma), luma_denoise, chroma_denoise)
+    encoded = encoded.clamp_(0.0, 1.0).mul_(255.0).round_()
     return encoded.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _noise_reduction(encoded: Tensor, luma_sigma: float, chroma_sigma: float) -> Tensor:
+    """Bilateral luma and Gaussian chroma filtering of a gamma-encoded image (3, H, W) in YCbCr."""
+    if luma_sigma == 0 and chroma_sigma == 0:
+        return encoded
+    ycbcr = rgb_to_ycbcr(encoded[None])
+    luma, chroma = ycbcr[:, :1], ycbcr[:, 1:]
+    if luma_sigma > 0:
+        size = 2 * math.ceil(2 * luma_sigma) + 1
+        luma = bilateral_blur(luma, (size, size), LUMA_DENOISE_RANGE, (luma_sigma, luma_sigma))
+    if chroma_sigma > 0:
+        size = 2 * math.ceil(3 * chroma_sigma) + 1
+        chroma = gaussian_blur2d(chroma, (size, size), (chroma_sigma, chroma_sigma), border_type="reflect")
+    return ycbcr_to_rgb(torch.cat([luma, chroma], dim=1))[0]

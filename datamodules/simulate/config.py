@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 __all__ = ["SRRAWSimulation"]
 
@@ -29,7 +30,12 @@ class SRRAWSimulation:
             colour drift.
         shot_noise, read_noise: Poisson-Gaussian sensor noise: variance = shot_noise·x + read_noise²
             for a normalised signal x in [0, 1].
+        luma_denoise, chroma_denoise: In-camera noise reduction of the JPGs (spatial σ in pixels of a
+            bilateral luma filter and a Gaussian chroma blur; 0 = off), see
+            :mod:`datamodules.simulate.camera`. Real cameras always apply some, more at high ISO.
         jpeg_quality: Quality of the camera JPGs.
+        jpeg_subsampling: Chroma subsampling of the JPGs, ``"4:4:4"``, ``"4:2:2"`` (common in system
+            cameras) or ``"4:2:0"`` (common in phones).
     """
 
     scenes: int = 10
@@ -45,7 +51,10 @@ class SRRAWSimulation:
     max_tint_drift: float = 0.03
     shot_noise: float = 2e-4
     read_noise: float = 1e-3
+    luma_denoise: float = 0.0
+    chroma_denoise: float = 0.0
     jpeg_quality: int = 95
+    jpeg_subsampling: Literal["4:4:4", "4:2:2", "4:2:0"] = "4:4:4"
 
     def to_dict(self) -> dict:
         """JSON-friendly form, stored as ``simulation.json`` next to the generated data."""

@@ -52,7 +52,7 @@ from datamodules.simulate.camera import (
 from datamodules.simulate.config import SRRAWSimulation
 from datamodules.simulate.dng import write_dng
 from datamodules.simulate.geometry import ShotGeometry, WarpComponent
-from datamodules.simulate.jpeg import write_camera_jpeg
+from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS, write_camera_jpeg
 from datamodules.simulate.scene import ProceduralScene
 
 __all__ = ["FORMAT_VERSION", "SimulatedShot", "draw_session", "simulate_srraw"]
@@ -156,6 +156,10 @@ def _check_config(config: SRRAWSimulation) -> None:
         problems.append(f"focal_lengths must be positive and strictly decreasing (longest first), got {focals}")
     if not 1 <= config.jpeg_quality <= 100:
         problems.append(f"jpeg_quality must be in 1…100, got {config.jpeg_quality}")
+    if config.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
+        problems.append(f"jpeg_subsampling must be one of {JPEG_SUBSAMPLINGS}, got {config.jpeg_subsampling!r}")
+    if config.luma_denoise < 0 or config.chroma_denoise < 0:
+        problems.append(f"luma_denoise and chroma_denoise must be ≥ 0, got {config.luma_denoise}, {config.chroma_denoise}")
     if not 0 <= config.max_scale_deviation < 0.5:
         problems.append(f"max_scale_deviation must be in [0, 0.5), got {config.max_scale_deviation}")
     if problems:
@@ -183,8 +187,12 @@ def _write_scene(folder: Path, name: str, config: SRRAWSimulation, index: int, b
             xyz_to_camera=XYZ_TO_CAMERA,
             focal_length=shot.focal_exif,
         )
-        jpg = camera_isp(mosaic, shot.photometry.wb_gains)
-        write_camera_jpeg(folder / f"{shot.name}.JPG", jpg, shot.focal_exif, config.jpeg_quality)
+        jpg = camera_isp(
+            mosaic, shot.photometry.wb_gains, luma_denoise=config.luma_denoise, chroma_denoise=config.chroma_denoise
+        )
+        write_camera_jpeg(
+            folder / f"{shot.name}.JPG", jpg, shot.focal_exif, config.jpeg_quality, config.jpeg_subsampling
+        )
         bar.update()
     truth = {
         "format": FORMAT_VERSION,

@@ -17,12 +17,13 @@ import tifffile
 import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 import datamodules.simulate.srraw as srraw_module
 from datamodules.simulate import SRRAWSimulation, shot_mapping, simulate_srraw, warp_displacement
 from datamodules.simulate.__main__ import main as cli_main
-from datamodules.simulate.camera import CAMERA_TO_SRGB
+from datamodules.simulate.camera import BLACK_LEVEL, CAMERA_TO_SRGB, WHITE_LEVEL, camera_isp
+from datamodules.simulate.jpeg import write_camera_jpeg
 from datamodules.simulate.scene import ProceduralScene, cell_uniforms
 from ops.bayer import demosaic
 
@@ -151,6 +152,41 @@ def test_jpg_is_the_camera_isp_of_the_raw(dataset):
         assert np.abs(error).mean() < 3.5  # JPEG q95 on a noisy, detailed image
         assert np.abs(error.mean(axis=(0, 1))).max() < 0.5  # no colour or tone bias
         assert np.abs(jpg - _render(matrix / gains[None, :], camera)).mean() > 10 * np.abs(error).mean()
+
+
+def _noisy_step_mosaic(seed: int = 0) -> np.ndarray:
+    """A 64×64 RGGB mosaic of a grey step (0.1 | 0.4 of full scale at column 32) with σ = 0.01 noise."""
+    signal = np.where(np.arange(64)[None, :] < 32, 0.1, 0.4) * np.ones((64, 1))
+    noisy = signal + 0.01 * np.random.default_rng(seed).standard_normal((64, 64))
+    return np.rint(BLACK_LEVEL + noisy * (WHITE_LEVEL - BLACK_LEVEL)).astype(np.uint16)
+
+
+def test_in_camera_noise_reduction_removes_noise_and_keeps_edges():
+    mosaic, gains = _noisy_step_mosaic(), (1.0, 1.0, 1.0)
+    plain = camera_isp(mosaic, gains).astype(np.float64)
+    reduced = camera_isp(mosaic, gains, luma_denoise=1.5, chroma_denoise=2.0).astype(np.float64)
+    flat = (slice(8, 56), slice(6, 26))  # left half, away from the step and the borders
+    luma_noise = [image[flat].mean(axis=2).std() for image in (plain, reduced)]
+    chroma_noise = [(image[flat] - image[flat].mean(axis=2, keepdims=True)).std() for image in (plain, reduced)]
+    assert luma_noise[1] < 0.6 * luma_noise[0]
+    assert chroma_noise[1] < 0.5 * chroma_noise[0]
+    # The step (≈ 66 → 128 in 8-bit) keeps ≥ 95 % of its height two pixels from the edge.
+    step = [image[8:56, 34].mean() - image[8:56, 29].mean() for image in (plain, reduced)]
+    assert step[0] > 55 and step[1] > 0.95 * step[0]
+    assert np.abs(reduced[flat].mean() - plain[flat].mean()) < 1.0  # no tone shift
+    with pytest.raises(ValueError, match="≥ 0"):
+        camera_isp(mosaic, gains, luma_denoise=-1.0)
+
+
+@pytest.mark.parametrize(("subsampling", "pillow_code"), [("4:4:4", 0), ("4:2:2", 1), ("4:2:0", 2)])
+def test_jpeg_chroma_subsampling_is_written(tmp_path, subsampling, pillow_code):
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    path = tmp_path / "shot.JPG"
+    write_camera_jpeg(path, rgb, focal_length=24.0, quality=90, subsampling=subsampling)
+    with Image.open(path) as image:
+        assert JpegImagePlugin.get_sampling(image) == pillow_code
+    with pytest.raises(ValueError, match="subsampling"):
+        write_camera_jpeg(path, rgb, focal_length=24.0, quality=90, subsampling="4:1:1")
 
 
 # ----------------------------------------------------------------------------------------------- truth
@@ -330,7 +366,14 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_invalid_configs_are_rejected(tmp_path):
-    for bad in ({"width": 33}, {"focal_lengths": (50.0, 100.0)}, {"scenes": 0}):
+    bad_configs = (
+        {"width": 33},
+        {"focal_lengths": (50.0, 100.0)},
+        {"scenes": 0},
+        {"luma_denoise": -0.5},
+        {"jpeg_subsampling": "4:1:1"},
+    )
+    for bad in bad_configs:
         with pytest.raises(ValueError, match="invalid SRRAWSimulation"):
             simulate_srraw(tmp_path / "x", dataclasses.replace(TINY, **bad), progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -338,7 +381,8 @@ def test_invalid_configs_are_rejected(tmp_path):
 
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
-    command = ["-m", "datamodules.simulate", "srraw", "--out", str(out), "--scenes", "1", "--size", "256x192"]
+    command = ["-m", "datamodules.simulate", "srraw", "--out", str(out), "--scenes", "1", "--size", "256x192",
+               "--luma-denoise", "1", "--jpeg-subsampling", "4:2:0"]
     result = subprocess.run(
         [sys.executable, *command],
         check=False,
@@ -353,6 +397,9 @@ def test_command_line(tmp_path):
     assert len(list((out / "00001").glob("*.DNG"))) == len(SRRAWSimulation().focal_lengths)
     config = json.loads((out / "simulation.json").read_text())["config"]
     assert (config["width"], config["height"], config["scenes"], config["seed"]) == (256, 192, 1, 0)
+    assert (config["luma_denoise"], config["chroma_denoise"], config["jpeg_subsampling"]) == (1.0, 0.0, "4:2:0")
+    with Image.open(out / "00001" / "00007.JPG") as jpg:
+        assert JpegImagePlugin.get_sampling(jpg) == 2
     with rawpy.imread(str(out / "00001" / "00007.DNG")) as raw:
         assert raw.raw_image.shape == (192, 256)
         assert raw.other.focal_length == 24.0

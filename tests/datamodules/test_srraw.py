@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import os
 import shutil
@@ -102,6 +103,21 @@ def test_simulation_is_reused_and_a_different_config_is_an_error(root):
     with pytest.raises(DatasetError, match="simulated with") as error:
         SRRAWDataModule(str(root), simulate=other).prepare_data()
     assert str(root / "simulation.json") in str(error.value)
+
+
+def test_manifest_written_before_newer_simulator_options_is_still_accepted(root):
+    manifest = root / "simulation.json"
+    original = manifest.read_text()
+    older = json.loads(original)
+    for key in ("luma_denoise", "chroma_denoise", "jpeg_subsampling"):
+        del older["config"][key]
+    try:
+        manifest.write_text(json.dumps(older))
+        SRRAWDataModule(str(root), simulate=SIMULATION).prepare_data()
+        with pytest.raises(DatasetError, match="simulated with"):
+            SRRAWDataModule(str(root), simulate=dataclasses.replace(SIMULATION, luma_denoise=1.0)).prepare_data()
+    finally:
+        manifest.write_text(original)
 
 
 def test_cached_alignment_matches_the_simulator_truth(root):
