@@ -296,16 +296,7 @@ def test_true_mapping_registers_every_shot_onto_the_reference(dataset, truths):
 # ----------------------------------------------------------------------------------------------- scene
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Render on one thread, as :func:`simulate_srraw` does (two threads crawl when cores are shared)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def test_scene_is_anti_aliased_consistently_across_footprints(one_torch_thread):
+def test_scene_is_anti_aliased_consistently_across_footprints(one_thread):
     """A 4× coarser render matches the 4×4 box average of a fine render much better than point sampling."""
     scene = ProceduralScene(np.random.default_rng(0), extent=2560.0)
     ys, xs = torch.meshgrid(torch.arange(192.0), torch.arange(192.0), indexing="ij")
