@@ -12,7 +12,8 @@ to each image (the ``…_aligned`` protocol of the metrics), it prints the mean 
 * ``bicubic_subpixel``: the same, shifted by the best of 0, ±¼, ±½ pixel in x and y first: what an exact
   sub-pixel alignment of the target would add;
 * ``jpg_vs_target_low_res``: the input JPG against the target box-downsampled to the input grid, i.e. the
-  disagreement of the two shots at the input's own resolution (ISP, noise, drift, registration);
+  disagreement of the two shots at the input's own resolution (the input's lens blur and demosaicing,
+  noise, drift, registration);
 * ``oracle``: the target box-downsampled to the input grid and bicubic-upsampled again: the bound of any
   upsampler whose input agreed with the target at low resolution (detail finer than the input's pixels
   cannot be predicted from it).

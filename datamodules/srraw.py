@@ -45,7 +45,7 @@ from datamodules.errors import DatasetError
 from datamodules.focal_pairs import select_focal_pairs
 from datamodules.pair_geometry import bayer_to_target, valid_region
 from datamodules.scene_split import SPLITS, read_split_file, split_scenes
-from datamodules.simulate import SRRAWSimulation, simulate_srraw
+from datamodules.simulate import FORMAT_VERSION, SRRAWSimulation, simulate_srraw
 from datamodules.srraw_alignment import SceneAlignment, load_alignment, prepare_alignments
 from datamodules.srraw_dataset import InputKind, SRRAWPair, SRRAWPairDataset
 from datamodules.srraw_layout import SceneLocation, find_scenes
@@ -160,12 +160,15 @@ class SRRAWDataModule(ZoomDataModule):
         manifest = root / "simulation.json"
         if manifest.is_file():
             try:
-                stored = json.loads(manifest.read_text()).get("config")
+                written = json.loads(manifest.read_text())
+                stored, version = written.get("config"), written.get("format")
             except (OSError, ValueError, AttributeError) as error:
                 raise DatasetError(f"{manifest}: cannot read the simulation manifest ({error})") from error
-            # Options added after a manifest was written default to what such data was made with.
-            if isinstance(stored, dict):
-                stored = {**SRRAWSimulation().to_dict(), **stored}
+            if version != FORMAT_VERSION:
+                raise DatasetError(
+                    f"{manifest}: the data in {root} was written by simulator format {version}, this version writes "
+                    f"format {FORMAT_VERSION} (different images for the same settings); delete {root} to simulate it again"
+                )
             if stored != self.simulate.to_dict():
                 raise DatasetError(
                     f"{manifest}: the data in {root} was simulated with {stored}, not with the requested {self.simulate.to_dict()}"

@@ -2,6 +2,6 @@
 
 from datamodules.simulate.config import SRRAWSimulation
 from datamodules.simulate.geometry import shot_mapping, warp_displacement
-from datamodules.simulate.srraw import simulate_srraw
+from datamodules.simulate.srraw import FORMAT_VERSION, simulate_srraw
 
-__all__ = ["SRRAWSimulation", "simulate_srraw", "shot_mapping", "warp_displacement"]
+__all__ = ["FORMAT_VERSION", "SRRAWSimulation", "simulate_srraw", "shot_mapping", "warp_displacement"]

@@ -1,5 +1,6 @@
 """Command line: ``python -m datamodules.simulate srraw --out DIR --scenes N [--size WxH] [--seed S]``
-``[--luma-denoise σ] [--chroma-denoise σ] [--jpeg-subsampling 4:2:2]`` (the camera JPG's processing)."""
+``[--lens-blur σ]`` (the optics) ``[--luma-denoise σ] [--chroma-denoise σ] [--jpeg-subsampling 4:2:2]`` (the
+camera JPG's processing)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srraw.add_argument("--seed", type=int, default=defaults.seed, help="base seed (default %(default)s)")
     srraw.add_argument(
+        "--lens-blur", type=float, default=defaults.lens_blur, metavar="SIGMA",
+        help="Gaussian PSF of lens and anti-aliasing filter, σ in pixels (default %(default)s; 0: perfectly sharp)",
+    )
+    srraw.add_argument(
         "--luma-denoise", type=float, default=defaults.luma_denoise, metavar="SIGMA",
         help="in-camera luma noise reduction, bilateral σ in pixels (default %(default)s: off)",
     )
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         width=width,
         height=height,
         seed=args.seed,
+        lens_blur=args.lens_blur,
         luma_denoise=args.luma_denoise,
         chroma_denoise=args.chroma_denoise,
         jpeg_subsampling=args.jpeg_subsampling,

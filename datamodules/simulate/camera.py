@@ -1,8 +1,9 @@
 """The simulated camera: photometric drift, the Bayer sensor and the in-camera ISP that makes the JPG.
 
-Sensor, for the scene's linear sRGB ``s`` (3, H, W) seen by one shot:
+Optics and sensor, for the scene's linear sRGB ``s`` (3, H, W) seen by one shot:
 
-    x = M⁻¹ · (e · τ ⊙ s) / g            camera RGB, normalised to [0, 1] (then the RGGB mosaic of it)
+    s' = G_σ * s                          lens + anti-aliasing filter: Gaussian PSF of σ pixels
+    x = M⁻¹ · (e · τ ⊙ s') / g            camera RGB, normalised to [0, 1] (then the RGGB mosaic of it)
     x̃ = x + sqrt(shot·x + read²) · n      n ~ N(0, 1): Gaussian approximation of Poisson-Gaussian noise
     raw = clip(round(black + x̃·(white − black)), black, white)      uint16, 14 bit
 
@@ -46,6 +47,7 @@ __all__ = [
     "XYZ_TO_CAMERA",
     "LUMA_DENOISE_RANGE",
     "ShotPhotometry",
+    "lens_blur",
     "capture_mosaic",
     "camera_isp",
 ]
@@ -84,6 +86,19 @@ class ShotPhotometry:
     exposure: float
     tint: tuple[float, float, float]
     wb_gains: tuple[float, float, float]
+
+
+def lens_blur(scene_rgb: Tensor, sigma: float) -> Tensor:
+    """The image (3, H, W) that a lens with a Gaussian PSF of ``sigma`` pixels forms of ``scene_rgb``.
+
+    Reflected at the borders; ``sigma = 0`` returns the input.
+    """
+    if sigma < 0:
+        raise ValueError(f"lens blur σ must be ≥ 0, got {sigma}")
+    if sigma == 0:
+        return scene_rgb
+    size = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur2d(scene_rgb[None], (size, size), (sigma, sigma), border_type="reflect")[0]
 
 
 def capture_mosaic(

@@ -2,14 +2,14 @@
 
 ::
 
-    <out>/simulation.json                 {"format": 1, "dataset": "srraw", "config": SRRAWSimulation.to_dict()}
+    <out>/simulation.json                 {"format": 2, "dataset": "srraw", "config": SRRAWSimulation.to_dict()}
     <out>/<scene>/<shot>.DNG              14-bit RGGB raw, EXIF FocalLength; shot 00001 = longest focal
     <out>/<scene>/<shot>.JPG              the camera's rendering of the same capture, same pixel grid
     <out>/<scene>/simulation_truth.json   true geometry and photometry of every shot
 
 ``simulation_truth.json``::
 
-    {"format": 1, "scene": "00001", "reference": "00001", "width": W, "height": H,
+    {"format": 2, "scene": "00001", "reference": "00001", "width": W, "height": H,
      "black_level": 512, "white_level": 16383, "cfa_pattern": "RGGB",
      "camera_to_srgb": 3×3, "optical_centre": [(W−1)/2, (H−1)/2],
      "shots": {"00001": {"focal_exif", "focal_true", "scale_deviation", "ref_to_shot": 3×3,
@@ -48,6 +48,7 @@ from datamodules.simulate.camera import (
     ShotPhotometry,
     camera_isp,
     capture_mosaic,
+    lens_blur,
 )
 from datamodules.simulate.config import SRRAWSimulation
 from datamodules.simulate.dng import write_dng
@@ -57,7 +58,8 @@ from datamodules.simulate.scene import ProceduralScene
 
 __all__ = ["FORMAT_VERSION", "SimulatedShot", "draw_session", "simulate_srraw"]
 
-FORMAT_VERSION = 1
+#: Bumped whenever the same configuration would write different data (2: box-exact anti-aliasing, lens PSF).
+FORMAT_VERSION = 2
 WARP_COMPONENTS = 3
 
 
@@ -158,6 +160,8 @@ def _check_config(config: SRRAWSimulation) -> None:
         problems.append(f"jpeg_quality must be in 1…100, got {config.jpeg_quality}")
     if config.jpeg_subsampling not in JPEG_SUBSAMPLINGS:
         problems.append(f"jpeg_subsampling must be one of {JPEG_SUBSAMPLINGS}, got {config.jpeg_subsampling!r}")
+    if config.lens_blur < 0:
+        problems.append(f"lens_blur must be ≥ 0, got {config.lens_blur}")
     if config.luma_denoise < 0 or config.chroma_denoise < 0:
         problems.append(f"luma_denoise and chroma_denoise must be ≥ 0, got {config.luma_denoise}, {config.chroma_denoise}")
     if not 0 <= config.max_scale_deviation < 0.5:
@@ -175,7 +179,7 @@ def _write_scene(folder: Path, name: str, config: SRRAWSimulation, index: int, b
     noise_rng = np.random.default_rng([config.seed, index, 2])
     for shot in shots:
         x, y = shot.geometry.world_grid()
-        linear = scene.render(x, y, shot.geometry.footprint)
+        linear = lens_blur(scene.render(x, y, shot.geometry.footprint), config.lens_blur)
         mosaic = capture_mosaic(linear, shot.photometry, config.shot_noise, config.read_noise, noise_rng)
         write_dng(
             folder / f"{shot.name}.DNG",

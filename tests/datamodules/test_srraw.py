@@ -105,17 +105,16 @@ def test_simulation_is_reused_and_a_different_config_is_an_error(root):
     assert str(root / "simulation.json") in str(error.value)
 
 
-def test_manifest_written_before_newer_simulator_options_is_still_accepted(root):
+def test_data_of_an_older_simulator_format_is_refused_by_name(root):
     manifest = root / "simulation.json"
     original = manifest.read_text()
     older = json.loads(original)
-    for key in ("luma_denoise", "chroma_denoise", "jpeg_subsampling"):
-        del older["config"][key]
+    older["format"] = 1
     try:
         manifest.write_text(json.dumps(older))
-        SRRAWDataModule(str(root), simulate=SIMULATION).prepare_data()
-        with pytest.raises(DatasetError, match="simulated with"):
-            SRRAWDataModule(str(root), simulate=dataclasses.replace(SIMULATION, luma_denoise=1.0)).prepare_data()
+        with pytest.raises(DatasetError, match="simulator format 1, this version writes format 2") as error:
+            SRRAWDataModule(str(root), simulate=SIMULATION).prepare_data()
+        assert str(manifest) in str(error.value) and f"delete {root}" in str(error.value)
     finally:
         manifest.write_text(original)
 
