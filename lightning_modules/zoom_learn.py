@@ -12,10 +12,15 @@ pixels on each side) is matched to the prediction by an integer translation sear
 or centre-cropped with ``align_target: none``. An optional L1 warm-up (``l1_warmup_steps``) trains with
 the translation-matched L1 only, as users of the official code recommend (reference §8, issue #9).
 
-White balance (reference §3.8): the network predicts a white-balance-free, gamma-encoded image. The
-training target is the camera JPG with its own gains divided out in the gamma domain
-(÷ wb_target^(1/2.2)); for metrics and outputs the prediction gets the *input* shot's gains
-(× wb_input^(1/2.2)) and is compared with the JPG as it is.
+White balance, ``white_balance="target"`` (paper, reference §3.8): the network predicts a
+white-balance-free, gamma-encoded image. The training target is the camera JPG with its own gains
+divided out in the gamma domain (÷ wb_target^(1/2.2)); for metrics and outputs the prediction gets the
+*input* shot's gains (× wb_input^(1/2.2)) and is compared with the JPG as it is. Because the camera's
+colour matrix mixes the white-balanced channels, that white-balance-free image still depends on the
+scene's illuminant, which a network that sees a raw crop can only guess; with few training scenes
+the guess becomes a colour cast on new ones. ``white_balance="input"`` (not in the paper) multiplies
+the packed raw by the input shot's as-shot gains (R, G, B, G; camera metadata, known at test time)
+and lets the network predict the camera JPG itself, a mapping that no longer depends on the illuminant.
 
 Metrics (val/test): PSNR, SSIM (torchmetrics, per image, averaged) and LPIPS-alex v0.1 (lpips) of the
 model and of bicubic upsampling of the input shot's camera JPG, each against (a) the target as
@@ -40,7 +45,16 @@ from lightning_modules.lpips_net import build_lpips, lpips_distance, lpips_metri
 from lightning_modules.networks import ZoomLearnNet
 from lightning_modules.pretrained import Pretrained, load_weights
 from lightning_modules.tiling import tiled_forward
-from ops import VGG19Features, apply_white_balance, cobi_loss, extract_patches, translation_search
+from ops import (
+    VGG19Features,
+    apply_white_balance,
+    cobi_loss,
+    cobi_loss_at,
+    extract_patches_at,
+    sample_positions,
+    translation_search,
+)
+from ops.cobi import OFFICIAL_MAX_POSITIONS
 
 __all__ = ["ZoomLearnModule"]
 
@@ -56,9 +70,12 @@ class ZoomLearnModule(ZoomModule):
 
     Args:
         zoom, in_channels, patch_size: Linked from the DataModule (see :class:`ZoomModule`).
-        norm: Normalisation of the network, ``"batch"`` (paper) or ``"instance"``.
+        norm: Normalisation of the network, ``"batch"`` (paper), ``"instance"`` or ``"none"``.
         width, num_blocks, up_width: Size of the network (paper: 64, 16, 256); smaller values make a
             CPU-sized network for demos.
+        head_kernel, upsampler, raw_skip: Network options outside the paper (paper: 9, ``"deconv"``,
+            False), see :class:`~lightning_modules.networks.ZoomLearnNet`.
+        white_balance: ``"target"`` (paper) or ``"input"`` (raw input only), see the module docstring.
         w_rgb: Weight of CoBi_RGB.
         rgb_patch_size: n of the n × n RGB patches (paper: 10 for 4X, 15 for 8X).
         w_vgg: λ, the weight of CoBi_VGG (0 disables it and VGG19 is never loaded).
@@ -87,10 +104,14 @@ class ZoomLearnModule(ZoomModule):
         zoom: int = 4,
         in_channels: int = 4,
         patch_size: int = 64,
-        norm: Literal["batch", "instance"] = "batch",
+        norm: Literal["batch", "instance", "none"] = "batch",
         width: int = 64,
         num_blocks: int = 16,
         up_width: int = 256,
+        head_kernel: int = 9,
+        upsampler: Literal["deconv", "pixel_shuffle"] = "deconv",
+        raw_skip: bool = False,
+        white_balance: Literal["target", "input"] = "target",
         w_rgb: float = 1.0,
         rgb_patch_size: int = 10,
         w_vgg: float = 1.0,
@@ -118,8 +139,20 @@ class ZoomLearnModule(ZoomModule):
         self.vgg_layers: dict[str, float] = dict(vgg_layers if vgg_layers is not None else DEFAULT_VGG_LAYERS)
         if w_vgg > 0 and not self.vgg_layers:
             raise ValueError("w_vgg > 0 needs at least one entry in vgg_layers")
+        if white_balance not in ("target", "input"):
+            raise ValueError(f"white_balance must be 'target' or 'input', got {white_balance!r}")
+        if white_balance == "input" and in_channels != 4:
+            raise ValueError(f"white_balance='input' needs packed raw input (in_channels=4), got {in_channels}")
         self.net = ZoomLearnNet(
-            zoom=zoom, in_channels=in_channels, width=width, num_blocks=num_blocks, up_width=up_width, norm=norm
+            zoom=zoom,
+            in_channels=in_channels,
+            width=width,
+            num_blocks=num_blocks,
+            up_width=up_width,
+            norm=norm,
+            head_kernel=head_kernel,
+            upsampler=upsampler,
+            raw_skip=raw_skip,
         )
         self.example_input_array = torch.zeros(1, in_channels, patch_size, patch_size)
         self.vgg: VGG19Features | None = None
@@ -195,6 +228,26 @@ class ZoomLearnModule(ZoomModule):
             generator=generator,
         )
 
+    def _cobi_rgb(self, pred: Tensor, target: Tensor, generator: torch.Generator) -> Tensor:
+        """CoBi_RGB of n×n patches, extracted only at the positions the loss samples."""
+        hp = self.hparams
+        height, width = pred.shape[-2:]
+        max_positions = hp.cobi_max_positions
+        if max_positions is None and hp.cobi_variant == "official":
+            max_positions = OFFICIAL_MAX_POSITIONS
+        positions = sample_positions(height, width, max_positions, generator, pred.device)
+        scale = 255.0 if hp.cobi_variant == "official" else 1.0
+        return cobi_loss_at(
+            extract_patches_at(pred * scale, hp.rgb_patch_size, positions),
+            extract_patches_at(target * scale, hp.rgb_patch_size, positions),
+            positions,
+            (height, width),
+            w_spatial=hp.w_spatial,
+            distance="l2",
+            variant=hp.cobi_variant,
+            chunk_size=hp.cobi_chunk_size,
+        )
+
     def compute_loss(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Loss terms for a prediction and its matched, white-balance-free target (both (B, 3, S, S))."""
         hp = self.hparams
@@ -205,13 +258,7 @@ class ZoomLearnModule(ZoomModule):
         generator = torch.Generator(device=pred.device).manual_seed(hp.seed * 1_000_003 + self.global_step)
         total = pred.new_zeros(())
         if hp.w_rgb > 0:
-            scale = 255.0 if hp.cobi_variant == "official" else 1.0
-            terms["cobi_rgb"] = self._cobi(
-                extract_patches(pred * scale, hp.rgb_patch_size),
-                extract_patches(target * scale, hp.rgb_patch_size),
-                "l2",
-                generator,
-            )
+            terms["cobi_rgb"] = self._cobi_rgb(pred, target, generator)
             total = total + hp.w_rgb * terms["cobi_rgb"]
         if hp.w_vgg > 0:
             if self.vgg is None:
@@ -231,9 +278,29 @@ class ZoomLearnModule(ZoomModule):
         terms["loss"] = total
         return terms
 
+    # ------------------------------------------------------------------ white balance
+    def _network_input(self, batch: Mapping[str, Any]) -> Tensor:
+        """The packed input, multiplied by the input shot's gains (R, G, B, G) with ``white_balance="input"``."""
+        if self.hparams.white_balance == "target":
+            return batch["input"]
+        gains = batch["wb_input"].to(batch["input"].dtype)
+        return batch["input"] * gains[:, [0, 1, 2, 1], None, None]
+
+    def _loss_target(self, target: Tensor, wb_target: Tensor) -> Tensor:
+        """What the network learns to predict: the JPG, white-balance-free with ``white_balance="target"``."""
+        if self.hparams.white_balance == "target":
+            return apply_white_balance(target, wb_target, -1.0 / GAMMA)
+        return target
+
+    def _output(self, pred: Tensor, wb_input: Tensor) -> Tensor:
+        """The network's prediction as a camera-like sRGB image in [0, 1]."""
+        if self.hparams.white_balance == "target":
+            pred = apply_white_balance(pred, wb_input, 1.0 / GAMMA)
+        return pred.clamp(0.0, 1.0)
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        pred = self.net(batch["input"])
-        target = apply_white_balance(batch["target"], batch["wb_target"], -1.0 / GAMMA)
+        pred = self.net(self._network_input(batch))
+        target = self._loss_target(batch["target"], batch["wb_target"])
         terms = self.compute_loss(pred, self._match_target(pred, target, self.hparams.align_stride))
         batch_size = pred.shape[0]
         self.log_dict({f"train/{name}": value for name, value in terms.items() if name != "loss"}, batch_size=batch_size)
@@ -242,9 +309,9 @@ class ZoomLearnModule(ZoomModule):
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
-        pred = self.net(batch["input"])
+        pred = self.net(self._network_input(batch))
         target = batch["target"]
-        output = apply_white_balance(pred, batch["wb_input"], 1.0 / GAMMA).clamp(0.0, 1.0)
+        output = self._output(pred, batch["wb_input"])
         bicubic = F.interpolate(batch["input_rgb"], scale_factor=self.zoom, mode="bicubic", align_corners=False)
         bicubic = bicubic.clamp(0.0, 1.0)
         registered = _center_crop(target, output.shape[-2:])
@@ -256,8 +323,8 @@ class ZoomLearnModule(ZoomModule):
         }
         for method, (image, reference) in comparisons.items():
             self._update_metrics(stage, method, image, reference)
-        wb_free_target = apply_white_balance(target, batch["wb_target"], -1.0 / GAMMA)
-        terms = self.compute_loss(pred, self._match_target(pred, wb_free_target, stride=1))
+        loss_target = self._loss_target(target, batch["wb_target"])
+        terms = self.compute_loss(pred, self._match_target(pred, loss_target, stride=1))
         self.log(f"{stage}/loss", terms["loss"], sync_dist=True, batch_size=pred.shape[0])
         return {"panels": {"input": bicubic, "output": output, "target": comparisons["_aligned"][1]}}
 
@@ -283,12 +350,12 @@ class ZoomLearnModule(ZoomModule):
         """Whole-image prediction, tiled with overlap; returns the white-balanced output in [0, 1]."""
         pred = tiled_forward(
             self.net,
-            batch["input"],
+            self._network_input(batch),
             scale=2 * self.zoom,
             tile=self.hparams.predict_tile,
             overlap=self.hparams.predict_overlap,
         )
-        output = apply_white_balance(pred, batch["wb_input"], 1.0 / GAMMA).clamp(0.0, 1.0)
+        output = self._output(pred, batch["wb_input"])
         names = [f"{scene}_{name}_x{self.zoom}" for scene, name in zip(batch["scene"], batch["input_name"])]
         return {"image": output, "name": names}
 

@@ -14,8 +14,8 @@ from ops.bayer import (
     packed_to_rgb_preview,
     unpack_bayer,
 )
-from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, contextual_loss
-from ops.patches import PatchFeatures, extract_patches
+from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, cobi_loss_at, contextual_loss, sample_positions
+from ops.patches import PatchFeatures, extract_patches, extract_patches_at
 from ops.translation_search import TranslationSearch, translation_search
 from ops.vgg import VGG19_LAYERS, VGG19Features
 
@@ -33,10 +33,13 @@ __all__ = [
     "PackBayer",
     "Demosaic",
     "extract_patches",
+    "extract_patches_at",
     "PatchFeatures",
     "VGG19_LAYERS",
     "VGG19Features",
     "cobi_loss",
+    "cobi_loss_at",
+    "sample_positions",
     "contextual_loss",
     "CoBiLoss",
     "ContextualLoss",

@@ -153,17 +153,18 @@ def mosaic_rgb(rgb: Tensor, pattern: str = "RGGB") -> Tensor:
     return unpack_bayer(packed, pattern)
 
 
-def packed_to_rgb_preview(packed: Tensor, gains: Tensor | None = None, gamma: float = 2.2) -> Tensor:
-    """Quick look at a packed raw (B, 4, h, w): RGB (B, 3, 2h, 2w) from R, mean(G1, G2), B.
+def packed_to_rgb_preview(packed: Tensor, gains: Tensor | None = None, gamma: float = 2.2, scale: int = 2) -> Tensor:
+    """Quick look at a packed raw (B, 4, h, w): RGB (B, 3, scale·h, scale·w) from R, mean(G1, G2), B.
 
-    Optional white-balance gains (B, 3) are applied in the linear domain before gamma. Meant for
-    panels and notebooks, not for metrics.
+    Optional white-balance gains (B, 3) are applied in the linear domain, then the image is upsampled
+    bilinearly (``scale`` 2 gives the mosaic's own size) and gamma-encoded. No colour matrix: meant for
+    panels, notebooks and as a starting point for networks, not for metrics.
     """
     _check_packed(packed)
     rgb = torch.stack([packed[:, 0], 0.5 * (packed[:, 1] + packed[:, 3]), packed[:, 2]], dim=1)
     if gains is not None:
         rgb = apply_white_balance(rgb, gains)
-    rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+    rgb = F.interpolate(rgb, scale_factor=scale, mode="bilinear", align_corners=False)
     return gamma_compress(rgb, gamma).clamp(0.0, 1.0)
 
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["cobi_loss", "contextual_loss", "CoBiLoss", "ContextualLoss"]
+__all__ = ["cobi_loss", "cobi_loss_at", "sample_positions", "contextual_loss", "CoBiLoss", "ContextualLoss"]
 
 Distance = Literal["cosine", "l2"]
 Variant = Literal["paper", "official"]
@@ -336,33 +336,85 @@ def cobi_loss(
     """
     _check_options(w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction)
     _check_features(pred, target)
+    height, width = pred.shape[-2:]
+    if max_positions == "auto":
+        max_positions = OFFICIAL_MAX_POSITIONS if variant == "official" else None
+    kept = sample_positions(height, width, max_positions, generator, pred.device)
+    pred_vectors, target_vectors = pred.flatten(2), target.flatten(2)
+    if kept.numel() < height * width:
+        pred_vectors, target_vectors = pred_vectors[..., kept], target_vectors[..., kept]
+    return cobi_loss_at(
+        pred_vectors,
+        target_vectors,
+        kept,
+        (height, width),
+        w_spatial=w_spatial,
+        distance=distance,
+        variant=variant,
+        bandwidth=bandwidth,
+        eps=eps,
+        chunk_size=chunk_size,
+        reduction=reduction,
+    )
+
+
+def sample_positions(
+    height: int, width: int, max_positions: int | None, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Flat indices (P,) into an H×W grid that :func:`cobi_loss` uses: all of them in order when
+    H·W ≤ ``max_positions`` (or it is None), else the first ``max_positions`` of one random permutation."""
+    if max_positions is None or height * width <= max_positions:
+        return torch.arange(height * width, device=device)
+    draw_on = generator.device if generator is not None else device
+    return torch.randperm(height * width, generator=generator, device=draw_on)[:max_positions].to(device)
+
+
+def cobi_loss_at(
+    pred: Tensor,
+    target: Tensor,
+    positions: Tensor,
+    grid_size: tuple[int, int],
+    *,
+    w_spatial: float = 0.1,
+    distance: Distance = "cosine",
+    variant: Variant = "paper",
+    bandwidth: float = 0.5,
+    eps: float = 1e-3,
+    chunk_size: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """:func:`cobi_loss` of feature vectors already taken at ``positions`` (P,) of an H×W grid.
+
+    ``pred`` and ``target`` are (B, C, P). Computing features only where :func:`sample_positions`
+    draws them (e.g. with :func:`~ops.patches.extract_patches_at`) gives the same loss as
+    :func:`cobi_loss` on the full maps with the same generator, without the full maps. The official
+    variant lays out a sub-sample (P < H·W) as a square grid, so P must be a perfect square there.
+    """
+    _check_options(w_spatial, distance, variant, None, bandwidth, eps, chunk_size, reduction)
+    height, width = grid_size
+    count = positions.numel()
+    if pred.dim() != 3 or pred.shape != target.shape or pred.shape[-1] != count:
+        raise ValueError(
+            f"expected pred and target of shape (B, C, {count}) for {count} positions, "
+            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    subsampled = count < height * width
+    if variant == "official" and subsampled and math.isqrt(count) ** 2 != count:
+        raise ValueError(f"the official variant lays sampled positions out as a square grid, got {count} positions")
     dtype = torch.promote_types(pred.dtype, target.dtype)
     if dtype.itemsize < 4:
         dtype = torch.float32
-    batch, _, height, width = pred.shape
-    device = pred.device
-    if max_positions == "auto":
-        max_positions = OFFICIAL_MAX_POSITIONS if variant == "official" else None
-
-    with torch.autocast(device_type=device.type, enabled=False):
-        p = pred.to(dtype).flatten(2).transpose(1, 2)  # (B, P, C)
-        q = target.to(dtype).flatten(2).transpose(1, 2)
-        if max_positions is not None and height * width > max_positions:
-            draw_on = generator.device if generator is not None else device
-            kept = torch.randperm(height * width, generator=generator, device=draw_on)[:max_positions].to(device)
-            p, q = p[:, kept], q[:, kept]
-            side = math.isqrt(max_positions)
-            grid = (side, max_positions // side)
-        else:
-            kept = torch.arange(height * width, device=device)
-            grid = (height, width)
-        chunk = _auto_chunk(chunk_size, batch, kept.numel())
-
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        p = pred.to(dtype).transpose(1, 2)  # (B, P, C)
+        q = target.to(dtype).transpose(1, 2)
+        chunk = _auto_chunk(chunk_size, p.shape[0], count)
         if variant == "paper":
-            coords = torch.stack([kept // width, kept % width], dim=-1).to(dtype) / max(height, width)
+            coords = torch.stack([positions // width, positions % width], dim=-1).to(dtype) / max(height, width)
             loss = _paper_loss(p, q, coords, float(w_spatial), distance, chunk)
         else:
-            cell = torch.arange(kept.numel(), device=device)
+            side = math.isqrt(count)
+            grid = (side, count // side) if subsampled else (height, width)
+            cell = torch.arange(count, device=pred.device)
             coords = torch.stack([cell // grid[1], cell % grid[1]], dim=-1).to(dtype)
             coords = coords * coords.new_tensor([255.0 / grid[0], 255.0 / grid[1]])
             loss = _official_loss(p, q, coords, w_spatial, distance, bandwidth, eps, chunk)

@@ -6,10 +6,11 @@ Zhang et al., "Zoom to Learn, Learn to Zoom", CVPR 2019, Eq. (3): CoBi on n×n R
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["extract_patches", "PatchFeatures"]
+__all__ = ["extract_patches", "extract_patches_at", "PatchFeatures"]
 
 
 def _check_hyper(size: int, dilation: int) -> None:
@@ -39,6 +40,27 @@ def extract_patches(image: Tensor, size: int, dilation: int = 1) -> Tensor:
     padded = F.pad(image, (before, after, before, after))
     b, c, h, w = image.shape
     return F.unfold(padded, kernel_size=size, dilation=dilation).reshape(b, c * size * size, h, w)
+
+
+def extract_patches_at(image: Tensor, size: int, positions: Tensor, dilation: int = 1) -> Tensor:
+    """:func:`extract_patches` at flat ``positions`` (P,) of the H×W grid only: (B, C, H, W) → (B, C·n², P).
+
+    Equals ``extract_patches(image, size, dilation).flatten(2)[..., positions]`` without building the
+    (B, C·n², H, W) map, which for 10×10 RGB patches is 300 values per output pixel.
+    """
+    _check_hyper(size, dilation)
+    if image.dim() != 4:
+        raise ValueError(f"expected an image of shape (B, C, H, W), got shape {tuple(image.shape)}")
+    total = (size - 1) * dilation
+    before, after = total // 2, total - total // 2
+    padded = F.pad(image, (before, after, before, after))
+    b, c, h, w = image.shape
+    padded_width = w + total
+    offsets = torch.arange(size, device=image.device) * dilation
+    window = (offsets[:, None] * padded_width + offsets[None, :]).reshape(-1)  # (n²,) in (row, column) order
+    corner = (positions // w) * padded_width + positions % w  # top-left of each patch in the padded image
+    index = (window[:, None] + corner[None, :]).reshape(-1)  # (n²·P,)
+    return padded.flatten(2)[..., index].reshape(b, c * size * size, positions.numel())
 
 
 class PatchFeatures(nn.Module):

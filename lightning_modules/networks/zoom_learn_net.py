@@ -13,6 +13,14 @@ and 2 after; the stride-2 transposed conv is TF "SAME" (full transposed conv, ke
 are Xavier-uniform and biases zero. With these defaults the network has exactly 3,679,939 / 4,860,355 /
 6,040,771 trainable parameters for zoom 2 / 4 / 8.
 
+Options outside the paper, for CPU-sized demos and ablations (the defaults are the paper's network):
+``norm="none"`` keeps only the shift β; ``head_kernel`` sets the head's kernel size (9 in the paper: on
+16×16 demo crops a 9×9 head sees zero padding over half the crop); ``upsampler="pixel_shuffle"``
+replaces the transposed-conv stages and the 9×9 tail, which run at output resolution and take most
+of the FLOPs, by one 3×3 conv to 3·(2N)² channels and a sub-pixel shuffle (Shi et al. 2016);
+``raw_skip=True`` adds the bilinear, gamma-encoded RGB preview of the packed raw
+(:func:`~ops.bayer.packed_to_rgb_preview`) to the output, so the network learns a residual.
+
 Normalisation (``norm``): ``"batch"`` is BatchNorm (batch statistics in training, running statistics
 in evaluation, so tiled inference is tile-invariant). The official code always used batch statistics,
 also at inference, which makes outputs depend on the tile; we do not reproduce that. ``"instance"``
@@ -28,13 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ops.bayer import packed_to_rgb_preview
+
 __all__ = ["ZoomLearnNet"]
 
-Norm = Literal["batch", "instance"]
+Norm = Literal["batch", "instance", "none"]
+Upsampler = Literal["deconv", "pixel_shuffle"]
 
 
 class ShiftOnlyNorm(nn.Module):
-    """Normalisation without a learnable scale: norm(x) + β (TF's ``batch_norm(scale=False)``)."""
+    """Normalisation without a learnable scale: norm(x) + β (TF's ``batch_norm(scale=False)``); with
+    ``kind="none"`` only the shift x + β."""
 
     def __init__(self, channels: int, kind: Norm, eps: float = 1e-3, momentum: float = 0.1) -> None:
         super().__init__()
@@ -42,8 +54,10 @@ class ShiftOnlyNorm(nn.Module):
             self.norm: nn.Module = nn.BatchNorm2d(channels, eps=eps, momentum=momentum, affine=False)
         elif kind == "instance":
             self.norm = nn.InstanceNorm2d(channels, eps=eps, affine=False)
+        elif kind == "none":
+            self.norm = nn.Identity()
         else:
-            raise ValueError(f"norm must be 'batch' or 'instance', got {kind!r}")
+            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {kind!r}")
         self.beta = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,8 +115,11 @@ class ZoomLearnNet(nn.Module):
         out_channels: Output channels (3, RGB).
         width: Channels of the residual trunk (64).
         num_blocks: Residual blocks (16).
-        up_width: Channels of the upsampling stages (256).
-        norm: ``"batch"`` (default, paper) or ``"instance"``.
+        up_width: Channels of the transposed-conv upsampling stages (256).
+        norm: ``"batch"`` (default, paper), ``"instance"`` or ``"none"``.
+        head_kernel: Kernel size of the head conv (9, paper).
+        upsampler: ``"deconv"`` (paper) or ``"pixel_shuffle"`` (module docstring).
+        raw_skip: Add the packed raw's RGB preview to the output (needs packed raw, ``in_channels=4``).
 
     Shapes: (B, in_channels, h, w) → (B, out_channels, 2N·h, 2N·w).
     """
@@ -116,29 +133,47 @@ class ZoomLearnNet(nn.Module):
         num_blocks: int = 16,
         up_width: int = 256,
         norm: Norm = "batch",
+        head_kernel: int = 9,
+        upsampler: Upsampler = "deconv",
+        raw_skip: bool = False,
     ) -> None:
         super().__init__()
         if zoom < 1 or zoom & (zoom - 1):
             raise ValueError(f"zoom must be a power of two, got {zoom}")
+        if head_kernel < 1 or head_kernel % 2 == 0:
+            raise ValueError(f"head_kernel must be a positive odd number, got {head_kernel}")
+        if raw_skip and in_channels != 4:
+            raise ValueError(f"raw_skip needs packed raw input (in_channels=4), got in_channels={in_channels}")
         self.zoom = zoom
         self.in_channels = in_channels
-        self.head = nn.Sequential(nn.Conv2d(in_channels, width, 9, padding=4), nn.PReLU(width, init=0.0))
+        self.raw_skip = raw_skip
+        self.head = nn.Sequential(
+            nn.Conv2d(in_channels, width, head_kernel, padding=head_kernel // 2), nn.PReLU(width, init=0.0)
+        )
         self.trunk = nn.Sequential(
             *(ResidualBlock(width, norm) for _ in range(num_blocks)),
             nn.Conv2d(width, width, 3, padding=1, bias=False),
             ShiftOnlyNorm(width, norm),
         )
-        stages = []
-        channels = width
-        for _ in range(int(math.log2(zoom)) + 1):
-            stages += [
-                nn.Conv2d(channels, up_width, 3, padding=1),
-                SameTransposedConv2x(up_width),
-                nn.PReLU(up_width, init=0.0),
-            ]
-            channels = up_width
-        self.upsample = nn.Sequential(*stages)
-        self.tail = nn.Conv2d(up_width, out_channels, 9, padding=4)
+        if upsampler == "deconv":
+            stages = []
+            channels = width
+            for _ in range(int(math.log2(zoom)) + 1):
+                stages += [
+                    nn.Conv2d(channels, up_width, 3, padding=1),
+                    SameTransposedConv2x(up_width),
+                    nn.PReLU(up_width, init=0.0),
+                ]
+                channels = up_width
+            self.upsample = nn.Sequential(*stages)
+            self.tail: nn.Module = nn.Conv2d(up_width, out_channels, 9, padding=4)
+        elif upsampler == "pixel_shuffle":
+            self.upsample = nn.Sequential(
+                nn.Conv2d(width, out_channels * (2 * zoom) ** 2, 3, padding=1), nn.PixelShuffle(2 * zoom)
+            )
+            self.tail = nn.Identity()
+        else:
+            raise ValueError(f"upsampler must be 'deconv' or 'pixel_shuffle', got {upsampler!r}")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -154,4 +189,7 @@ class ZoomLearnNet(nn.Module):
             raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
         features = self.head(x)
         features = features + self.trunk(features)
-        return self.tail(self.upsample(features))
+        out = self.tail(self.upsample(features))
+        if self.raw_skip:
+            out = out + packed_to_rgb_preview(x, scale=2 * self.zoom).to(out.dtype)
+        return out

@@ -89,3 +89,55 @@ def test_rejects_non_power_of_two_and_wrong_channels():
         ZoomLearnNet(zoom=3)
     with pytest.raises(ValueError, match=r"expected input \(B, 4"):
         ZoomLearnNet(zoom=2, num_blocks=1)(torch.rand(1, 3, 4, 4))
+
+
+# ------------------------------------------------------------------ options outside the paper (demo)
+
+
+def test_smaller_head_and_pixel_shuffle_change_exactly_those_parameters():
+    paper = trainable(ZoomLearnNet(zoom=4, width=32, num_blocks=2, up_width=32))
+    head3 = trainable(ZoomLearnNet(zoom=4, width=32, num_blocks=2, up_width=32, head_kernel=3))
+    assert paper - head3 == 4 * 32 * (81 - 9)
+    shuffle = trainable(ZoomLearnNet(zoom=4, width=32, num_blocks=2, up_width=32, upsampler="pixel_shuffle"))
+    deconv_stage = 2 * (32 * 32 * 9 + 32) + 32  # 3×3 conv, 3×3 transposed conv (weights + biases), PReLU
+    tail = 32 * 3 * 81 + 3
+    sub_pixel_conv = 32 * (3 * 8**2) * 9 + 3 * 8**2  # 3×3 conv to 3·(2N)² channels, N = 4
+    assert paper - shuffle == 3 * deconv_stage + tail - sub_pixel_conv
+
+
+@pytest.mark.parametrize("zoom", [2, 4, 8])
+def test_pixel_shuffle_upsampler_gives_the_same_output_size(zoom):
+    net = ZoomLearnNet(zoom=zoom, num_blocks=1, width=16, upsampler="pixel_shuffle").eval()
+    assert net(torch.rand(2, 4, 5, 7)).shape == (2, 3, 5 * 2 * zoom, 7 * 2 * zoom)
+
+
+def test_raw_skip_adds_the_packed_raw_preview():
+    """With the learned part silenced the output is the bilinear, gamma-encoded preview of the raw."""
+    net = ZoomLearnNet(zoom=2, num_blocks=1, width=8, upsampler="pixel_shuffle", raw_skip=True)
+    torch.nn.init.zeros_(net.upsample[0].weight)
+    flat = torch.full((1, 4, 3, 3), 0.25)
+    flat[:, 0], flat[:, 2] = 0.5, 0.125  # R, (G1 + G2)/2 = 0.25, B
+    expected = torch.stack([torch.full((12, 12), v ** (1 / 2.2)) for v in (0.5, 0.25, 0.125)])[None]
+    torch.testing.assert_close(net(flat), expected)
+    with pytest.raises(ValueError, match="raw_skip needs packed raw"):
+        ZoomLearnNet(zoom=2, in_channels=12, raw_skip=True)
+
+
+def test_norm_none_keeps_samples_independent_in_training():
+    """Without normalisation a sample's training-mode output does not depend on the rest of the batch."""
+    torch.manual_seed(0)
+    net = ZoomLearnNet(zoom=2, num_blocks=2, width=8, up_width=8, norm="none").train()
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d)) for m in net.modules())
+    x = torch.rand(3, 4, 6, 6)
+    torch.testing.assert_close(net(x)[:1], net(x[:1]))
+    batch_norm = ZoomLearnNet(zoom=2, num_blocks=2, width=8, up_width=8).train()
+    assert not torch.allclose(batch_norm(x)[:1], batch_norm(x[:1]))
+
+
+def test_rejects_bad_options():
+    with pytest.raises(ValueError, match="head_kernel"):
+        ZoomLearnNet(zoom=2, head_kernel=4)
+    with pytest.raises(ValueError, match="upsampler"):
+        ZoomLearnNet(zoom=2, upsampler="nearest")
+    with pytest.raises(ValueError, match="norm must be"):
+        ZoomLearnNet(zoom=2, norm="group")

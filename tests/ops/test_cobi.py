@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, contextual_loss
+from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, cobi_loss_at, contextual_loss, sample_positions
 from tests.ops.cobi_reference import cobi_official_reference, cobi_paper_reference, official_similarity
 
 VARIANTS = ("paper", "official")
@@ -308,3 +308,39 @@ def test_module_guards_at_construction() -> None:
         CoBiLoss(variant="official", max_positions=1000)
     with pytest.raises(ValueError, match="distance"):
         ContextualLoss(distance="dot")
+
+
+# ------------------------------------------------------------------ features taken at sampled positions
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_at_sampled_positions_equals_the_loss_on_full_maps(variant: str, distance: str) -> None:
+    pred, target = _pair(2, 5, 12, 10)
+    loss_full = cobi_loss(
+        pred, target, w_spatial=0.3, distance=distance, variant=variant, max_positions=49,
+        generator=torch.Generator().manual_seed(7),
+    )
+    positions = sample_positions(12, 10, 49, torch.Generator().manual_seed(7), pred.device)
+    assert positions.shape == (49,) and positions.unique().numel() == 49 and positions.max() < 120
+    loss_at = cobi_loss_at(
+        pred.flatten(2)[..., positions], target.flatten(2)[..., positions], positions, (12, 10),
+        w_spatial=0.3, distance=distance, variant=variant,
+    )
+    torch.testing.assert_close(loss_at, loss_full, rtol=0, atol=0)
+    grads_at = torch.autograd.grad(loss_at, (pred, target))
+    grads_full = torch.autograd.grad(loss_full, (pred, target))
+    for at, full in zip(grads_at, grads_full):
+        torch.testing.assert_close(at, full)
+
+
+def test_sample_positions_keeps_every_position_of_a_small_grid_in_order() -> None:
+    assert torch.equal(sample_positions(3, 4, 12, None, torch.device("cpu")), torch.arange(12))
+    assert torch.equal(sample_positions(3, 4, None, None, torch.device("cpu")), torch.arange(12))
+
+
+def test_loss_at_rejects_mismatched_vectors_and_non_square_official_samples() -> None:
+    positions = torch.arange(0, 20, 2)
+    vectors = _features(1, 3, 10)
+    with pytest.raises(ValueError, match=r"\(B, C, 10\)"):
+        cobi_loss_at(vectors, _features(1, 3, 9), positions, (4, 5))
+    with pytest.raises(ValueError, match="square grid"):
+        cobi_loss_at(vectors, vectors, positions, (4, 5), variant="official", w_spatial=0.1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ops.patches import PatchFeatures, extract_patches
+from ops.patches import PatchFeatures, extract_patches, extract_patches_at
 
 
 def _naive_patches(image: torch.Tensor, size: int, dilation: int) -> torch.Tensor:
@@ -70,3 +70,17 @@ def test_guards(image: torch.Tensor, size: int, dilation: int, message: str) -> 
     if image.dim() == 4 and image.is_floating_point():
         with pytest.raises(ValueError, match=message):
             PatchFeatures(size, dilation)
+
+
+@pytest.mark.parametrize(("size", "dilation"), [(10, 1), (3, 2), (15, 1)])
+def test_patches_at_positions_equal_the_full_map_at_those_positions(size, dilation):
+    image = torch.rand(2, 3, 11, 13, dtype=torch.float64, requires_grad=True)
+    positions = torch.tensor([0, 12, 13 * 10, 13 * 11 - 1, 57, 57, 100])  # corners, a repeat, the middle
+    at = extract_patches_at(image, size, positions, dilation)
+    full = _naive_patches(image.detach(), size, dilation).flatten(2)[..., positions]
+    assert at.shape == (2, 3 * size * size, positions.numel())
+    torch.testing.assert_close(at, full, rtol=0, atol=0)
+    weights = torch.rand_like(at)
+    (grad_at,) = torch.autograd.grad((at * weights).sum(), image)
+    (grad_full,) = torch.autograd.grad((extract_patches(image, size, dilation).flatten(2)[..., positions] * weights).sum(), image)
+    torch.testing.assert_close(grad_at, grad_full)
