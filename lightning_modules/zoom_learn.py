@@ -54,7 +54,6 @@ from ops import (
     sample_positions,
     translation_search,
 )
-from ops.cobi import OFFICIAL_MAX_POSITIONS
 
 __all__ = ["ZoomLearnModule"]
 
@@ -216,6 +215,11 @@ class ZoomLearnModule(ZoomModule):
             return translation_search(pred, target, stride=stride)[0]
         return _center_crop(target, pred.shape[-2:])
 
+    @property
+    def _cobi_max_positions(self) -> int | Literal["auto"]:
+        """``cobi_max_positions`` for the CoBi functions: None in the config means their ``"auto"``."""
+        return "auto" if self.hparams.cobi_max_positions is None else self.hparams.cobi_max_positions
+
     def _cobi(self, pred: Tensor, target: Tensor, distance: str, generator: torch.Generator) -> Tensor:
         return cobi_loss(
             pred,
@@ -223,7 +227,7 @@ class ZoomLearnModule(ZoomModule):
             w_spatial=self.hparams.w_spatial,
             distance=distance,
             variant=self.hparams.cobi_variant,
-            max_positions="auto" if self.hparams.cobi_max_positions is None else self.hparams.cobi_max_positions,
+            max_positions=self._cobi_max_positions,
             chunk_size=self.hparams.cobi_chunk_size,
             generator=generator,
         )
@@ -232,10 +236,9 @@ class ZoomLearnModule(ZoomModule):
         """CoBi_RGB of n×n patches, extracted only at the positions the loss samples."""
         hp = self.hparams
         height, width = pred.shape[-2:]
-        max_positions = hp.cobi_max_positions
-        if max_positions is None and hp.cobi_variant == "official":
-            max_positions = OFFICIAL_MAX_POSITIONS
-        positions = sample_positions(height, width, max_positions, generator, pred.device)
+        positions = sample_positions(
+            height, width, self._cobi_max_positions, generator, pred.device, variant=hp.cobi_variant
+        )
         scale = 255.0 if hp.cobi_variant == "official" else 1.0
         return cobi_loss_at(
             extract_patches_at(pred * scale, hp.rgb_patch_size, positions),

@@ -337,9 +337,7 @@ def cobi_loss(
     _check_options(w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction)
     _check_features(pred, target)
     height, width = pred.shape[-2:]
-    if max_positions == "auto":
-        max_positions = OFFICIAL_MAX_POSITIONS if variant == "official" else None
-    kept = sample_positions(height, width, max_positions, generator, pred.device)
+    kept = sample_positions(height, width, max_positions, generator, pred.device, variant=variant)
     pred_vectors, target_vectors = pred.flatten(2), target.flatten(2)
     if kept.numel() < height * width:
         pred_vectors, target_vectors = pred_vectors[..., kept], target_vectors[..., kept]
@@ -359,10 +357,18 @@ def cobi_loss(
 
 
 def sample_positions(
-    height: int, width: int, max_positions: int | None, generator: torch.Generator | None, device: torch.device
+    height: int,
+    width: int,
+    max_positions: int | Literal["auto"] | None,
+    generator: torch.Generator | None,
+    device: torch.device,
+    variant: Variant = "paper",
 ) -> Tensor:
     """Flat indices (P,) into an H×W grid that :func:`cobi_loss` uses: all of them in order when
-    H·W ≤ ``max_positions`` (or it is None), else the first ``max_positions`` of one random permutation."""
+    H·W ≤ ``max_positions`` (or it is None), else the first ``max_positions`` of one random permutation.
+    ``"auto"`` means 63² for the official variant and None for the paper's."""
+    if max_positions == "auto":
+        max_positions = OFFICIAL_MAX_POSITIONS if variant == "official" else None
     if max_positions is None or height * width <= max_positions:
         return torch.arange(height * width, device=device)
     draw_on = generator.device if generator is not None else device
