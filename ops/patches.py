@@ -20,6 +20,18 @@ def _check_hyper(size: int, dilation: int) -> None:
         raise ValueError(f"expected a dilation that is an int >= 1, got {dilation!r}")
 
 
+def _pad_same(image: Tensor, size: int, dilation: int) -> Tensor:
+    """Check the inputs and zero-pad ``image`` as TF "SAME" does for stride 1 (docstring below)."""
+    _check_hyper(size, dilation)
+    if image.dim() != 4:
+        raise ValueError(f"expected an image of shape (B, C, H, W), got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise ValueError(f"expected a floating-point image, got dtype {image.dtype}")
+    total = (size - 1) * dilation
+    before, after = total // 2, total - total // 2
+    return F.pad(image, (before, after, before, after))
+
+
 def extract_patches(image: Tensor, size: int, dilation: int = 1) -> Tensor:
     """Every pixel's n×n neighbourhood as a feature vector: (B, C, H, W) → (B, C·n², H, W).
 
@@ -30,14 +42,7 @@ def extract_patches(image: Tensor, size: int, dilation: int = 1) -> Tensor:
     The vector is ordered (channel, patch row, patch column), F.unfold's order; TF orders it
     (patch row, patch column, channel). Distances between patch vectors do not depend on the order.
     """
-    _check_hyper(size, dilation)
-    if image.dim() != 4:
-        raise ValueError(f"expected an image of shape (B, C, H, W), got shape {tuple(image.shape)}")
-    if not image.is_floating_point():
-        raise ValueError(f"expected a floating-point image, got dtype {image.dtype}")
-    total = (size - 1) * dilation
-    before, after = total // 2, total - total // 2
-    padded = F.pad(image, (before, after, before, after))
+    padded = _pad_same(image, size, dilation)
     b, c, h, w = image.shape
     return F.unfold(padded, kernel_size=size, dilation=dilation).reshape(b, c * size * size, h, w)
 
@@ -48,14 +53,9 @@ def extract_patches_at(image: Tensor, size: int, positions: Tensor, dilation: in
     Equals ``extract_patches(image, size, dilation).flatten(2)[..., positions]`` without building the
     (B, C·n², H, W) map, which for 10×10 RGB patches is 300 values per output pixel.
     """
-    _check_hyper(size, dilation)
-    if image.dim() != 4:
-        raise ValueError(f"expected an image of shape (B, C, H, W), got shape {tuple(image.shape)}")
-    total = (size - 1) * dilation
-    before, after = total // 2, total - total // 2
-    padded = F.pad(image, (before, after, before, after))
+    padded = _pad_same(image, size, dilation)
     b, c, h, w = image.shape
-    padded_width = w + total
+    padded_width = padded.shape[-1]
     offsets = torch.arange(size, device=image.device) * dilation
     window = (offsets[:, None] * padded_width + offsets[None, :]).reshape(-1)  # (n²,) in (row, column) order
     corner = (positions // w) * padded_width + positions % w  # top-left of each patch in the padded image

@@ -97,8 +97,13 @@ def lens_blur(scene_rgb: Tensor, sigma: float) -> Tensor:
         raise ValueError(f"lens blur σ must be ≥ 0, got {sigma}")
     if sigma == 0:
         return scene_rgb
+    return _gaussian_blur(scene_rgb[None], sigma)[0]
+
+
+def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of (B, C, H, W) with σ = ``sigma`` > 0 pixels, kernel ±3σ, reflected borders."""
     size = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur2d(scene_rgb[None], (size, size), (sigma, sigma), border_type="reflect")[0]
+    return gaussian_blur2d(images, (size, size), (sigma, sigma), border_type="reflect")
 
 
 def capture_mosaic(
@@ -152,6 +157,5 @@ def _noise_reduction(encoded: Tensor, luma_sigma: float, chroma_sigma: float) ->
         size = 2 * math.ceil(2 * luma_sigma) + 1
         luma = bilateral_blur(luma, (size, size), LUMA_DENOISE_RANGE, (luma_sigma, luma_sigma))
     if chroma_sigma > 0:
-        size = 2 * math.ceil(3 * chroma_sigma) + 1
-        chroma = gaussian_blur2d(chroma, (size, size), (chroma_sigma, chroma_sigma), border_type="reflect")
+        chroma = _gaussian_blur(chroma, chroma_sigma)
     return ycbcr_to_rgb(torch.cat([luma, chroma], dim=1))[0]
