@@ -1,4 +1,4 @@
-"""CoBi benchmark: the naive reference (full P×P matrices) against the chunked ``ops.cobi``.
+"""CoBi benchmark: ``ops.cobi`` dense (the whole P×P matrix as one chunk) against chunked (the default).
 
 Run from the repository root::
 
@@ -9,8 +9,9 @@ Each case (implementation × variant × distance × size) runs in a fresh subpro
 features, batch 1, forward + backward w.r.t. the prediction (the target features carry no gradient, as in
 training), median wall time of ``--repeats`` runs after a warm-up on a tiny input. Peak memory on CPU is
 the increase of the process's peak RSS (``ru_maxrss``) over its value after the inputs exist; on CUDA it is
-``max_memory_allocated`` over the allocation after the inputs exist. The naive reference runs under a
-memory cap (``--naive-cap-gib``; on CPU an address-space limit): if it needs more it reports "does not fit".
+``max_memory_allocated`` over the allocation after the inputs exist. The dense run holds every P×P
+matrix at once (``chunk_size = P``), as a plain implementation does; it runs under a memory cap
+(``--dense-cap-gib``; on CPU an address-space limit): if it needs more it reports "does not fit".
 The official variant runs dense (``max_positions=None``).
 """
 
@@ -33,19 +34,17 @@ def _worker(spec: dict) -> dict:
     import torch
 
     from ops.cobi import cobi_loss
-    from tests.ops.cobi_reference import cobi_official_reference, cobi_paper_reference
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    variant, distance, naive = spec["variant"], spec["distance"], spec["impl"] == "naive"
-    reference = cobi_official_reference if variant == "official" else cobi_paper_reference
+    variant, distance, dense = spec["variant"], spec["distance"], spec["impl"] == "dense"
 
     def loss_of(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if naive:
-            return reference(pred, target, spec["w_spatial"], distance).mean()
+        chunk = pred.shape[-2] * pred.shape[-1] if dense else None
         return cobi_loss(
-            pred, target, w_spatial=spec["w_spatial"], distance=distance, variant=variant, max_positions=None
+            pred, target, w_spatial=spec["w_spatial"], distance=distance, variant=variant, max_positions=None,
+            chunk_size=chunk,
         )
 
     def inputs(side: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,12 +68,12 @@ def _worker(spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
-        if naive:
+        if dense:
             total = torch.cuda.get_device_properties(device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, (baseline + spec["cap_gib"] * _GIB) / total), device)
     else:
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        if naive:
+        if dense:
             with open("/proc/self/statm") as statm:  # virtual size in pages (Linux)
                 virtual = int(statm.read().split()[0]) * resource.getpagesize()
             limit = virtual + int(spec["cap_gib"] * _GIB)
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--w-spatial", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--naive-cap-gib", type=float, default=8.0, help="memory the naive reference may use")
+    parser.add_argument("--dense-cap-gib", type=float, default=8.0, help="memory the dense run may use")
     parser.add_argument("--skip-l2", action="store_true", help="only the cosine cases")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -117,9 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     cases = [case for case in CASES if not (args.skip_l2 and case[1] == "l2")]
-    cap = f"> {args.naive_cap_gib:g} GiB"
+    cap = f"> {args.dense_cap_gib:g} GiB"
     header = (
-        f"{'variant':9} {'distance':8} {'N':>6} | {'naive s':>8} {'naive MiB':>10} | "
+        f"{'variant':9} {'distance':8} {'N':>6} | {'dense s':>8} {'dense MiB':>10} | "
         f"{'chunked s':>9} {'chunked MiB':>11} | {'time ×':>6} {'memory ÷':>8}"
     )
     print(f"device={args.device} channels={args.channels} batch=1 w_spatial={args.w_spatial} repeats={args.repeats}")
@@ -129,25 +128,25 @@ def main(argv: list[str] | None = None) -> None:
         for variant, distance in cases:
             spec = dict(
                 variant=variant, distance=distance, side=side, channels=args.channels, w_spatial=args.w_spatial,
-                repeats=args.repeats, threads=args.threads, device=args.device, cap_gib=args.naive_cap_gib,
+                repeats=args.repeats, threads=args.threads, device=args.device, cap_gib=args.dense_cap_gib,
             )
-            naive, chunked = (_run_case({**spec, "impl": impl}) for impl in ("naive", "chunked"))
+            dense, chunked = (_run_case({**spec, "impl": impl}) for impl in ("dense", "chunked"))
             cells = []
-            for result, width in ((naive, 19), (chunked, 21)):
+            for result, width in ((dense, 19), (chunked, 21)):
                 if result["fits"]:
                     cells.append(f"{result['time_s']:{width - 11}.3f} {result['peak_bytes'] / 2**20:10.1f}")
                 else:
                     cells.append(f"{'does not fit (' + cap + ')':>{width}}")
-            if naive["fits"] and chunked["fits"]:
-                ratio = naive["peak_bytes"] / max(chunked["peak_bytes"], 1)
-                cells.append(f"{chunked['time_s'] / naive['time_s']:6.2f} {ratio:8.1f}")
+            if dense["fits"] and chunked["fits"]:
+                ratio = dense["peak_bytes"] / max(chunked["peak_bytes"], 1)
+                cells.append(f"{chunked['time_s'] / dense['time_s']:6.2f} {ratio:8.1f}")
             elif chunked["fits"]:
-                lower_bound = args.naive_cap_gib * _GIB / max(chunked["peak_bytes"], 1)
+                lower_bound = args.dense_cap_gib * _GIB / max(chunked["peak_bytes"], 1)
                 cells.append(f"{'-':>6} {'>' + format(lower_bound, '.0f'):>8}")
             else:
                 cells.append(f"{'-':>6} {'-':>8}")
             print(f"{variant:9} {distance:8} {side * side:6d} | " + " | ".join(cells), flush=True)
-            for impl, result in (("naive", naive), ("chunked", chunked)):
+            for impl, result in (("dense", dense), ("chunked", chunked)):
                 if not result["fits"]:
                     print(f"    {impl}: {result['error']}")
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import translate
 
-from datamodules.srraw import SRRAWDataModule
+from datamodules import SRRAWDataModule
 from ops import translation_search
 
 SUBPIXEL_SHIFTS = (-0.5, -0.25, 0.0, 0.25, 0.5)

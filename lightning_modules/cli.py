@@ -1,6 +1,6 @@
 """The ``lightning`` command: rawzoom's LightningCLI.
 
-    lightning fit --config configs/zoomlearn_4x.yaml --config configs/demo.yaml
+    lightning fit --config configs/zoomlearn_4x.yaml --config configs/demo/zoomlearn.yaml
     lightning validate|test|predict --config … --ckpt_path …
 
 Models are subclasses of :class:`~lightning_modules.base.ZoomModule` and data modules subclasses of

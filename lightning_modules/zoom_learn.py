@@ -22,11 +22,9 @@ the guess becomes a colour cast on new ones. ``white_balance="input"`` (not in t
 the packed raw by the input shot's as-shot gains (R, G, B, G; camera metadata, known at test time)
 and lets the network predict the camera JPG itself, a mapping that no longer depends on the illuminant.
 
-Metrics (val/test): PSNR, SSIM (torchmetrics, per image, averaged) and LPIPS-alex v0.1 (lpips) of the
-model and of bicubic upsampling of the input shot's camera JPG, each against (a) the target as
-registered by the data (``…/psnr``) and (b) the target translation-searched to that output
-(``…/psnr_aligned``). With ``pretrained: false`` LPIPS runs on a random backbone and is logged as
-``lpips_random_backbone``.
+Metrics (val/test, protocols of :mod:`lightning_modules.evaluation`): PSNR, SSIM and LPIPS of the model
+and of bicubic upsampling of the input shot's camera JPG, each against (a) the target as registered by
+the data (``…/psnr``) and (b) the target translation-searched to that output (``…/psnr_aligned``).
 """
 
 from __future__ import annotations
@@ -36,12 +34,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torchmetrics import MeanMetric
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torch import Tensor
 
 from lightning_modules.base import ZoomModule
-from lightning_modules.lpips_net import build_lpips, lpips_distance, lpips_metric_name
+from lightning_modules.evaluation import ImageQualityMetrics, aligned_target, bicubic_baseline, center_crop
 from lightning_modules.networks import ZoomLearnNet
 from lightning_modules.pretrained import Pretrained, load_weights
 from lightning_modules.tiling import tiled_forward
@@ -60,8 +56,9 @@ __all__ = ["ZoomLearnModule"]
 GAMMA = 2.2
 DEFAULT_VGG_LAYERS = {"conv1_2": 1.0, "conv2_2": 1.0, "conv3_2": 0.5}
 # Frozen helpers created in `setup`; they are rebuilt from `pretrained`, never stored in checkpoints.
-FROZEN_PREFIXES = ("vgg.", "lpips_net.")
-EVAL_METHODS = ("", "_aligned", "_bicubic", "_bicubic_aligned")
+FROZEN_PREFIXES = ("vgg.", "quality.lpips_net.")
+#: Model and bicubic baseline, each against the registered target and the target aligned to it.
+COMPARISONS = ("", "_aligned", "_bicubic", "_bicubic_aligned")
 
 
 class ZoomLearnModule(ZoomModule):
@@ -155,14 +152,7 @@ class ZoomLearnModule(ZoomModule):
         )
         self.example_input_array = torch.zeros(1, in_channels, patch_size, patch_size)
         self.vgg: VGG19Features | None = None
-        self.lpips_net: nn.Module | None = None
-        self.lpips_name = lpips_metric_name(pretrained)
-        self.metrics = nn.ModuleDict()
-        for stage in ("val", "test"):
-            for method in EVAL_METHODS:
-                self.metrics[f"{stage}_psnr{method}"] = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
-                self.metrics[f"{stage}_ssim{method}"] = StructuralSimilarityIndexMeasure(data_range=1.0)
-                self.metrics[f"{stage}_{self.lpips_name}{method}"] = MeanMetric()
+        self.quality = ImageQualityMetrics(pretrained, COMPARISONS)
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -186,8 +176,7 @@ class ZoomLearnModule(ZoomModule):
                 if state is not None:
                     vgg.load_torchvision_state_dict(state)
                 self.vgg = vgg.to(self.device)
-            if self.lpips_net is None:
-                self.lpips_net = build_lpips(pretrained).to(self.device)
+            self.quality.build()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
@@ -213,7 +202,7 @@ class ZoomLearnModule(ZoomModule):
         """The target window (B, 3, S, S) for ``pred`` inside the target with margin."""
         if self.hparams.align_target == "translation":
             return translation_search(pred, target, stride=stride)[0]
-        return _center_crop(target, pred.shape[-2:])
+        return center_crop(target, pred.shape[-2:])
 
     @property
     def _cobi_max_positions(self) -> int | Literal["auto"]:
@@ -315,33 +304,21 @@ class ZoomLearnModule(ZoomModule):
         pred = self.net(self._network_input(batch))
         target = batch["target"]
         output = self._output(pred, batch["wb_input"])
-        bicubic = F.interpolate(batch["input_rgb"], scale_factor=self.zoom, mode="bicubic", align_corners=False)
-        bicubic = bicubic.clamp(0.0, 1.0)
-        registered = _center_crop(target, output.shape[-2:])
+        bicubic = bicubic_baseline(batch["input_rgb"], self.zoom)
+        registered = center_crop(target, output.shape[-2:])
         comparisons = {
             "": (output, registered),
-            "_aligned": (output, translation_search(output, target)[0]),
+            "_aligned": (output, aligned_target(output, target)),
             "_bicubic": (bicubic, registered),
-            "_bicubic_aligned": (bicubic, translation_search(bicubic, target)[0]),
+            "_bicubic_aligned": (bicubic, aligned_target(bicubic, target)),
         }
-        for method, (image, reference) in comparisons.items():
-            self._update_metrics(stage, method, image, reference)
+        for comparison, (image, reference) in comparisons.items():
+            logged = self.quality.update(stage, comparison, image, reference)
+            self.log_dict(logged, on_step=False, on_epoch=True, batch_size=image.shape[0])
         loss_target = self._loss_target(target, batch["wb_target"])
         terms = self.compute_loss(pred, self._match_target(pred, loss_target, stride=1))
         self.log(f"{stage}/loss", terms["loss"], sync_dist=True, batch_size=pred.shape[0])
         return {"panels": {"input": bicubic, "output": output, "target": comparisons["_aligned"][1]}}
-
-    def _update_metrics(self, stage: str, method: str, image: Tensor, reference: Tensor) -> None:
-        image, reference = image.float(), reference.float()
-        for name in ("psnr", "ssim", self.lpips_name):
-            key = f"{stage}_{name}{method}"
-            metric = self.metrics[key]
-            if name == self.lpips_name:
-                assert self.lpips_net is not None, "LPIPS is built in setup()"
-                metric.update(lpips_distance(self.lpips_net, image, reference))
-            else:
-                metric.update(image, reference)
-            self.log(f"{stage}/{name}{method}", metric, on_step=False, on_epoch=True, batch_size=image.shape[0])
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluate(batch, "val")
@@ -362,9 +339,3 @@ class ZoomLearnModule(ZoomModule):
         names = [f"{scene}_{name}_x{self.zoom}" for scene, name in zip(batch["scene"], batch["input_name"])]
         return {"image": output, "name": names}
 
-
-def _center_crop(image: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
-    """Centre crop of (B, C, H, W) to ``size``."""
-    top = (image.shape[-2] - size[0]) // 2
-    left = (image.shape[-1] - size[1]) // 2
-    return image[..., top : top + size[0], left : left + size[1]]

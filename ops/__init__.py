@@ -1,4 +1,5 @@
-"""Tensor operators (no Lightning, no file I/O): Bayer handling, patch features, VGG features, CoBi/CX."""
+"""Tensor operators (no Lightning, no file I/O): Bayer handling, image geometry and registration, patch and
+VGG features, CoBi/CX, translation search."""
 
 from ops.bayer import (
     BAYER_PATTERNS,
@@ -15,7 +16,9 @@ from ops.bayer import (
     unpack_bayer,
 )
 from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, cobi_loss_at, contextual_loss, sample_positions
+from ops.geometry import downscale, inner_box, map_points, pixel_grid, sample_bicubic, scale_map, warp_image
 from ops.patches import PatchFeatures, extract_patches, extract_patches_at
+from ops.registration import SimilarityRegistration, masked_correlation, register_similarity
 from ops.translation_search import TranslationSearch, translation_search
 from ops.vgg import VGG19_LAYERS, VGG19Features
 
@@ -32,6 +35,16 @@ __all__ = [
     "packed_to_rgb_preview",
     "PackBayer",
     "Demosaic",
+    "map_points",
+    "scale_map",
+    "pixel_grid",
+    "inner_box",
+    "warp_image",
+    "downscale",
+    "sample_bicubic",
+    "SimilarityRegistration",
+    "register_similarity",
+    "masked_correlation",
     "extract_patches",
     "extract_patches_at",
     "PatchFeatures",

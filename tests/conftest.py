@@ -47,7 +47,7 @@ def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logge
     """CLI arguments that shrink the paper's 4X config + demo overlay to a seconds-long CPU run."""
     args = [
         "--config", str(CONFIGS / "zoomlearn_4x.yaml"),
-        "--config", str(CONFIGS / "demo.yaml"),
+        "--config", str(CONFIGS / "demo" / "zoomlearn.yaml"),
         "--data.init_args.root", str(root),
         "--data.init_args.simulate", "null",
         "--data.init_args.patch_size", "6",

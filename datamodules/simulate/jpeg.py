@@ -22,8 +22,8 @@ def write_camera_jpeg(
     path: str | Path, rgb: np.ndarray, focal_length: float, quality: int, subsampling: str = "4:4:4"
 ) -> None:
     """Save 8-bit RGB (H, W, 3) as a baseline JPEG with chroma ``subsampling`` "4:4:4", "4:2:2" or
-    "4:2:0", with Make, Model, Orientation = 1 and FocalLength (mm) in the Exif sub-IFD, where Pillow
-    (``getexif().get_ifd(0x8769)``) and exifread (``EXIF FocalLength``) find it."""
+    "4:2:0", with Make, Model, Orientation = 1 and FocalLength (mm) in the Exif sub-IFD, where real
+    cameras store it (Pillow: ``getexif().get_ifd(0x8769)``)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected uint8 RGB (H, W, 3), got {rgb.dtype} of shape {rgb.shape}")
     if subsampling not in JPEG_SUBSAMPLINGS:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from datamodules.atomic import atomic_directory
+from datamodules.common.atomic import atomic_directory
 from datamodules.simulate.camera import (
     BLACK_LEVEL,
     CAMERA_TO_SRGB,

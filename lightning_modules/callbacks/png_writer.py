@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
-from datamodules.atomic import atomic_path
+from datamodules.common.atomic import atomic_path
 
 __all__ = ["PNGPredictionWriter"]
 

@@ -15,7 +15,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from datamodules.atomic import atomic_path
+from datamodules.common.atomic import atomic_path
 
 __all__ = ["RunConfigSaver", "run_folder"]
 

@@ -10,8 +10,10 @@ import pytest
 import tifffile
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from datamodules.errors import DatasetError
-from datamodules.raw_io import find_jpg, read_capture, read_jpg, read_raw_mosaic
+from datamodules.common.capture import find_jpg, read_capture
+from datamodules.common.errors import DatasetError
+from datamodules.common.images import read_jpg
+from datamodules.common.raw import read_raw_mosaic
 
 _CFA_CODES = {"R": 0, "G": 1, "B": 2}
 

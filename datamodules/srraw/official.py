@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.errors import DatasetError
+from datamodules.common.errors import DatasetError
 
 __all__ = ["read_tform_file", "read_wb_file", "fov_crop_to_shot", "tform_to_ref_to_shot"]
 

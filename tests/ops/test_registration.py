@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from datamodules.registration import masked_correlation, register_similarity, warp_image
-
+from ops.geometry import warp_image
+from ops.registration import masked_correlation, register_similarity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

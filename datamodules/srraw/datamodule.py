@@ -1,10 +1,10 @@
 """SR-RAW (Zhang et al., "Zoom to Learn, Learn to Zoom", CVPR 2019) as a LightningDataModule.
 
 Pipeline: ``prepare_data`` (optionally simulates the data, then aligns every scene once and caches the
-result, :mod:`datamodules.srraw_alignment`) → ``setup`` (reads the caches, picks pairs by EXIF focal
-ratio, :mod:`datamodules.focal_pairs`, splits by scene, :mod:`datamodules.scene_split`, computes each
-pair's valid crop region, :mod:`datamodules.pair_geometry`) → datasets of
-:class:`datamodules.srraw_dataset.SRRAWPairDataset` (crop geometry and sampling modes in its docstring).
+result, :mod:`datamodules.srraw.alignment`) → ``setup`` (reads the caches, picks pairs by EXIF focal
+ratio, :mod:`datamodules.srraw.focal_pairs`, splits by scene, :mod:`datamodules.srraw.scene_split`, computes each
+pair's valid crop region, :mod:`datamodules.srraw.pair_geometry`) → datasets of
+:class:`datamodules.srraw.dataset.SRRAWPairDataset` (crop geometry and sampling modes in its docstring).
 Constructing the module does no I/O.
 
 Batch keys, per sample (the default collate stacks them; p_h × p_w is the crop in packed pixels,
@@ -40,15 +40,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.base import ZoomDataModule
-from datamodules.epoch_sampler import EpochSampler
-from datamodules.errors import DatasetError
-from datamodules.focal_pairs import select_focal_pairs
-from datamodules.pair_geometry import bayer_to_target, valid_region
-from datamodules.scene_split import SPLITS, read_split_file, split_scenes
+from datamodules.common.epoch_sampler import EpochSampler
+from datamodules.common.errors import DatasetError
 from datamodules.simulate import FORMAT_VERSION, SRRAWSimulation, simulate_srraw
-from datamodules.srraw_alignment import SceneAlignment, load_alignment, prepare_alignments
-from datamodules.srraw_dataset import InputKind, SRRAWPair, SRRAWPairDataset
-from datamodules.srraw_layout import SceneLocation, find_scenes
+from datamodules.srraw.alignment import SceneAlignment, load_alignment, prepare_alignments
+from datamodules.srraw.dataset import InputKind, SRRAWPair, SRRAWPairDataset
+from datamodules.srraw.focal_pairs import select_focal_pairs
+from datamodules.srraw.layout import SceneLocation, find_scenes
+from datamodules.srraw.pair_geometry import bayer_to_target, valid_region
+from datamodules.srraw.scene_split import SPLITS, read_split_file, split_scenes
 
 __all__ = ["SRRAWDataModule"]
 

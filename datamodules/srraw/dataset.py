@@ -1,15 +1,15 @@
 """SR-RAW pair samples: an input crop of shot s and the target JPG of shot t resampled on the output grid.
 
-Geometry (see :mod:`datamodules.pair_geometry`): a crop of p_h × p_w packed pixels at (top, left) maps
+Geometry (see :mod:`datamodules.srraw.pair_geometry`): a crop of p_h × p_w packed pixels at (top, left) maps
 to S_h × S_w = 2·zoom·p_h × 2·zoom·p_w output pixels; output pixel (u, v) sits at input Bayer
 coordinates (2·left + (u + 0.5)/zoom − 0.5, 2·top + (v + 0.5)/zoom − 0.5). The target is the target
 JPG resampled (bicubic) there, via the reference frame, for u, v ∈ [−m, S + m), m = ``target_margin``.
 
-The sample keys (batch keys after the default collate) are listed in :mod:`datamodules.srraw`.
+The sample keys (batch keys after the default collate) are listed in :mod:`datamodules.srraw.datamodule`.
 
 Modes: ``"train"`` draws a crop of ``patch_size`` uniformly inside the pair's valid region from a
 generator seeded by (seed, epoch, index), given as the key ``(index, epoch)`` (see
-:class:`datamodules.epoch_sampler.EpochSampler`); ``"eval"`` takes the centred ``eval_crop`` crop of the
+:class:`datamodules.common.epoch_sampler.EpochSampler`); ``"eval"`` takes the centred ``eval_crop`` crop of the
 valid region (``None``: all of it); ``"predict"`` the whole valid region. Files are decoded lazily, with a
 small per-worker cache of the last decoded files.
 """
@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.homogeneous import map_points
-from datamodules.image_sampling import sample_bicubic
-from datamodules.pair_geometry import CropRegion, bayer_to_jpg, centre_crop, output_grid
-from datamodules.raw_io import read_jpg, read_raw_mosaic
-from datamodules.srraw_alignment import ShotAlignment
+from datamodules.common.images import read_jpg
+from datamodules.common.raw import read_raw_mosaic
+from datamodules.srraw.alignment import ShotAlignment
+from datamodules.srraw.pair_geometry import CropRegion, centre_crop, output_grid
 from ops.bayer import mosaic_rgb, normalize_levels, pack_bayer
+from ops.geometry import map_points, sample_bicubic, scale_map
 
 __all__ = ["InputKind", "SRRAWPair", "SRRAWPairDataset"]
 
@@ -62,7 +62,7 @@ def _generator(seed: int, epoch: int, index: int, stream: str) -> torch.Generato
 
 
 class SRRAWPairDataset(Dataset):
-    """Samples of SR-RAW pairs; ``dataset[index]`` or ``dataset[(index, epoch)]`` (keys: :mod:`datamodules.srraw`)."""
+    """Samples of SR-RAW pairs; ``dataset[index]`` or ``dataset[(index, epoch)]`` (keys: :mod:`datamodules.srraw.datamodule`)."""
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class SRRAWPairDataset(Dataset):
         cols = torch.arange(2 * crop.left, 2 * (crop.left + crop.width), dtype=torch.float64)
         ys, xs = torch.meshgrid(rows, cols, indexing="ij")
         jpg = self._decode(shot.jpg_path, read_jpg)
-        return sample_bicubic(jpg, *map_points(bayer_to_jpg(shot.raw_size, shot.jpg_size), xs, ys))
+        return sample_bicubic(jpg, *map_points(scale_map(shot.raw_size, shot.jpg_size), xs, ys))
 
     def _target(self, pair: SRRAWPair, crop: CropRegion) -> Tensor:
         xs, ys = map_points(pair.bayer_to_target, *output_grid(crop, self.zoom, self.target_margin))

@@ -7,10 +7,10 @@ pixel (u, v) sits at input Bayer coordinates
 
     x = 2·left + (u + 0.5)/z − 0.5,    y = 2·top + (v + 0.5)/z − 0.5.
 
-Bayer → input JPG: x_j = (x + 0.5)·W_jpg/W_raw − 0.5 (per axis; the identity when the sizes agree).
-Input JPG → reference → target JPG: ``ref_to_shot[t] · ref_to_shot[s]⁻¹``. So
+Bayer → input JPG: x_j = (x + 0.5)·W_jpg/W_raw − 0.5 (per axis, :func:`ops.geometry.scale_map`; the
+identity when the sizes agree). Input JPG → reference → target JPG: ``ref_to_shot[t] · ref_to_shot[s]⁻¹``. So
 
-    bayer_to_target = ref_to_shot[t] · ref_to_shot[s]⁻¹ · bayer_to_jpg(s).
+    bayer_to_target = ref_to_shot[t] · ref_to_shot[s]⁻¹ · scale_map(raw size, JPG size of s).
 
 The target sample covers u ∈ [−m, S_w + m), v ∈ [−m, S_h + m) for a margin m. A crop is *valid* when
 all of it lies inside the target JPG with room for the 4×4 bicubic kernel (1 ≤ X ≤ W_t − 3, same for Y)
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.homogeneous import map_points
+from ops.geometry import inner_box, scale_map
 
-__all__ = ["CropRegion", "bayer_to_jpg", "bayer_to_target", "output_grid", "valid_region", "centre_crop"]
+__all__ = ["CropRegion", "bayer_to_target", "output_grid", "valid_region", "centre_crop"]
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,11 @@ class CropRegion:
         return self.top, self.left, self.height, self.width
 
 
-def bayer_to_jpg(raw_size: tuple[int, int], jpg_size: tuple[int, int]) -> np.ndarray:
-    """3×3 map from Bayer pixel coordinates to JPG pixel coordinates of the same shot (sizes (H, W))."""
-    sy, sx = jpg_size[0] / raw_size[0], jpg_size[1] / raw_size[1]
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
 def bayer_to_target(
     input_ref_to_shot: np.ndarray, target_ref_to_shot: np.ndarray, raw_size: tuple[int, int], jpg_size: tuple[int, int]
 ) -> np.ndarray:
     """3×3 map from the input's Bayer pixel coordinates to the target JPG's pixel coordinates."""
-    return target_ref_to_shot @ np.linalg.inv(input_ref_to_shot) @ bayer_to_jpg(raw_size, jpg_size)
+    return target_ref_to_shot @ np.linalg.inv(input_ref_to_shot) @ scale_map(raw_size, jpg_size)
 
 
 def output_grid(crop: CropRegion, zoom: int, margin: int) -> tuple[Tensor, Tensor]:
@@ -80,20 +74,13 @@ def valid_region(
     """Largest rectangle of packed input pixels whose target sample (margin included) is inside the target.
 
     The preimage of the target's inner box [1, W_t − 3] × [1, H_t − 3] is a convex quadrilateral in
-    Bayer coordinates; we take the axis-aligned box inside it, then shrink it by the extent of the
-    output grid beyond the crop: the samples of packed columns [l, r) span Bayer x from
-    2l − (m − 0.5)/z − 0.5 to 2r + (m − 0.5)/z − 0.5. Raises ``ValueError`` for a map that flips or
-    turns the image by 45° or more.
+    Bayer coordinates; we take the axis-aligned box inside it (:func:`ops.geometry.inner_box`), then
+    shrink it by the extent of the output grid beyond the crop: the samples of packed columns [l, r)
+    span Bayer x from 2l − (m − 0.5)/z − 0.5 to 2r + (m − 0.5)/z − 0.5. Raises ``ValueError`` for a
+    map that flips or turns the image by 45° or more.
     """
     height, width = target_size
-    inverse = np.linalg.inv(bayer_to_target_matrix)
-    corners_x = torch.tensor([[1.0, width - 3.0], [1.0, width - 3.0]], dtype=torch.float64)
-    corners_y = torch.tensor([[1.0, 1.0], [height - 3.0, height - 3.0]], dtype=torch.float64)
-    xs, ys = map_points(inverse, corners_x, corners_y)  # [[top-left, top-right], [bottom-left, bottom-right]]
-    if not (xs[:, 1] > xs[:, 0]).all() or not (ys[1, :] > ys[0, :]).all() or not math.isfinite(float(xs.sum() + ys.sum())):
-        raise ValueError("the map from the input to the target flips or strongly rotates the image")
-    x_low, x_high = float(xs[:, 0].max()), float(xs[:, 1].min())
-    y_low, y_high = float(ys[0, :].max()), float(ys[1, :].min())
+    x_low, y_low, x_high, y_high = inner_box(bayer_to_target_matrix, (1.0, 1.0, width - 3.0, height - 3.0))
     reach = (margin - 0.5) / zoom + 0.5  # Bayer extent of the samples beyond 2·(packed edge)
     left = max(0, math.ceil((x_low + reach) / 2))
     top = max(0, math.ceil((y_low + reach) / 2))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.errors import DatasetError
-from datamodules.srraw_official import fov_crop_to_shot, read_tform_file, read_wb_file, tform_to_ref_to_shot
+from datamodules.common.errors import DatasetError
+from datamodules.srraw.official import fov_crop_to_shot, read_tform_file, read_wb_file, tform_to_ref_to_shot
 
 
 def _official_fov_crop(image: np.ndarray, ratio: float) -> np.ndarray:

@@ -8,11 +8,11 @@ integers, full-resolution **JPG** pixels). It includes the true scale offset bet
 How ``ref_to_shot`` is obtained:
 
 * ``tform.txt`` next to the data (the official ECC result): converted by
-  :func:`datamodules.srraw_official.tform_to_ref_to_shot`;
+  :func:`datamodules.srraw.official.tform_to_ref_to_shot`;
 * otherwise computed: FOV matching by the EXIF focal ratio r = f(ref)/f(k) gives the initial guess
   x_k = c_k + (x_ref − c_ref)/r (optical centre at the image centre, c = ((W−1)/2, (H−1)/2)); the shot is
   resampled with it onto the reference's grid at a working resolution (longer side of the reference
-  ≤ ``registration_size``) and :func:`datamodules.registration.register_similarity` estimates the
+  ≤ ``registration_size``) and :func:`ops.registration.register_similarity` estimates the
   remaining similarity, robust to exposure and colour drift. ``score`` is the correlation coefficient
   of the grey reference and the aligned shot over their overlap (also computed for ``tform.txt``).
 
@@ -28,23 +28,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
 from tqdm.auto import tqdm
 
-from datamodules.atomic import write_json_atomic
-from datamodules.errors import DatasetError
-from datamodules.raw_io import Capture, find_jpg, read_capture, read_jpg
-from datamodules.registration import masked_correlation, register_similarity, warp_image
-from datamodules.srraw_layout import SceneLocation, list_shots
-from datamodules.srraw_official import read_tform_file, read_wb_file, tform_to_ref_to_shot
+from datamodules.common.atomic import write_json_atomic
+from datamodules.common.capture import Capture, find_jpg, read_capture
+from datamodules.common.errors import DatasetError
+from datamodules.common.images import read_jpg
+from datamodules.srraw.layout import SceneLocation, list_shots
+from datamodules.srraw.official import read_tform_file, read_wb_file, tform_to_ref_to_shot
+from ops.geometry import downscale, warp_image
+from ops.registration import masked_correlation, register_similarity
 
 __all__ = [
     "ALIGNMENT_FORMAT_VERSION",
@@ -126,29 +125,6 @@ def _grey(path: Path) -> torch.Tensor:
     return (rgb @ torch.tensor([0.299, 0.587, 0.114])) / 255.0
 
 
-def _to_working(scale: float) -> np.ndarray:
-    """Full-resolution pixel coords → working coords: u = (x + 0.5)·scale − 0.5."""
-    return np.array([[scale, 0.0, 0.5 * scale - 0.5], [0.0, scale, 0.5 * scale - 0.5], [0.0, 0.0, 1.0]])
-
-
-def _downscale(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """Anti-aliased resampling of (H, W) at u = (x + 0.5)·scale − 0.5, exactly, for scale ≤ 1."""
-    if scale >= 1.0:
-        return image
-    factor = max(1, int(1.0 / scale))
-    if factor > 1:  # exact box averaging first: cheap and keeps the pixel-centre convention
-        height, width = image.shape[0] // factor * factor, image.shape[1] // factor * factor
-        image = F.avg_pool2d(image[None, None, :height, :width], factor)[0, 0]
-    rest = scale * factor
-    if rest < 1.0:
-        sigma = 0.5 * math.sqrt(1.0 / rest**2 - 1.0)
-        radius = max(1, math.ceil(3 * sigma))
-        image = gaussian_blur2d(image[None, None], (2 * radius + 1,) * 2, (sigma, sigma), border_type="replicate")[0, 0]
-        size = (int(image.shape[0] * rest), int(image.shape[1] * rest))
-        image = warp_image(image, np.linalg.inv(_to_working(rest)), size)[0]
-    return image
-
-
 def _fov_guess(reference: Capture, shot: Capture) -> np.ndarray:
     """ref → shot pixel coords from the focal ratio r, optical centres at the image centres: x_k = c_k + (x − c)/r."""
     ratio = reference.focal_length / shot.focal_length
@@ -168,12 +144,11 @@ class _Registrar:
     def __init__(self, reference: Capture, registration_size: int) -> None:
         self.reference = reference
         self.scale = min(1.0, registration_size / max(reference.jpg.size))
-        self.fixed = _downscale(_grey(reference.jpg.path), self.scale)
-        self.to_fixed = _to_working(self.scale)
+        self.fixed, self.to_fixed = downscale(_grey(reference.jpg.path), self.scale)
 
     def _moving(self, shot: Capture) -> tuple[torch.Tensor, np.ndarray]:
         scale = min(1.0, self.scale * self.reference.focal_length / shot.focal_length)
-        return _downscale(_grey(shot.jpg.path), scale), _to_working(scale)
+        return downscale(_grey(shot.jpg.path), scale)
 
     def _correlation(self, moving: torch.Tensor, to_moving: np.ndarray, ref_to_shot: np.ndarray) -> float:
         resampled, inside = warp_image(moving, to_moving @ ref_to_shot @ np.linalg.inv(self.to_fixed), tuple(self.fixed.shape))

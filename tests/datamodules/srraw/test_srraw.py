@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import json
 import os
 import shutil
@@ -15,20 +14,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datamodules.epoch_sampler import EpochSampler
-from datamodules.errors import DatasetError
-from datamodules.focal_pairs import select_focal_pairs
-from datamodules.homogeneous import map_points
-from datamodules.pair_geometry import CropRegion, bayer_to_jpg, output_grid, valid_region
-from datamodules.raw_io import read_jpg, read_raw_mosaic
-from datamodules.registration import register_similarity
-from datamodules.scene_split import read_split_file, split_counts, split_scenes
+from datamodules import SRRAWDataModule
+from datamodules.common.epoch_sampler import EpochSampler
+from datamodules.common.errors import DatasetError
+from datamodules.common.images import read_jpg
+from datamodules.common.raw import read_raw_mosaic
 from datamodules.simulate import SRRAWSimulation
-from datamodules.srraw import SRRAWDataModule
-from datamodules.srraw_alignment import ALIGNMENT_CACHE_NAME, align_scene, load_alignment, prepare_alignments
-from datamodules.srraw_layout import find_scenes
-from datamodules.srraw_official import fov_crop_to_shot
-from tests.datamodules.test_raw_io import write_linear_dng
+from datamodules.srraw.alignment import ALIGNMENT_CACHE_NAME, align_scene, load_alignment, prepare_alignments
+from datamodules.srraw.focal_pairs import select_focal_pairs
+from datamodules.srraw.layout import find_scenes
+from datamodules.srraw.official import fov_crop_to_shot
+from datamodules.srraw.pair_geometry import CropRegion, output_grid, valid_region
+from datamodules.srraw.scene_split import read_split_file, split_counts, split_scenes
+from ops.geometry import map_points, scale_map
+from ops.registration import register_similarity
+from tests.datamodules.common.test_raw import write_linear_dng
 
 SIMULATION = SRRAWSimulation(scenes=3, width=512, height=384, seed=7)
 NOMINAL_FOCALS = {f"{i + 1:05d}": f for i, f in enumerate((240.0, 150.0, 100.0, 70.0, 50.0, 35.0, 24.0))}
@@ -234,7 +234,7 @@ def test_datamodule_pairs_on_simulated_scenes(root, zoom, expected):
 
 
 def test_pairs_too_small_for_a_training_crop_are_skipped(root, caplog):
-    with caplog.at_level("WARNING", logger="datamodules.srraw"):
+    with caplog.at_level("WARNING", logger="datamodules.srraw.datamodule"):
         module = _module(root, zoom=8, patch_size=30, split_fractions=(0.8, 0.1, 0.1))
     assert module.pairs["train"] == [] and len(module.datasets["train"]) == 0
     assert "00007 → 00001 skipped" in caplog.text
@@ -303,7 +303,7 @@ def test_output_grid_and_size_rescaling():
     assert float(xs[0, 0]) == 40 + (-2 + 0.5) / 4 - 0.5 and float(ys[2, 0]) == 20 + 0.5 / 4 - 0.5
     assert float(xs[0, 2:6].mean()) == 40.0  # the zoom output pixels of a Bayer pixel are centred on it
     # Sony: 6048×4024 visible raw, 6000×4000 JPG; pixel centres and edges correspond.
-    to_jpg = bayer_to_jpg((4024, 6048), (4000, 6000))
+    to_jpg = scale_map((4024, 6048), (4000, 6000))
     corners = to_jpg @ np.array([[-0.5, 6047.5, 3023.5], [-0.5, 4023.5, 2011.5], [1, 1, 1]])
     np.testing.assert_allclose(corners[:2], [[-0.5, 5999.5, 2999.5], [-0.5, 3999.5, 1999.5]])
 
@@ -467,8 +467,8 @@ def test_decoded_files_bounds_the_per_worker_file_cache(root, monkeypatch, decod
 
         return read
 
-    monkeypatch.setattr("datamodules.srraw_dataset.read_raw_mosaic", counting(read_raw_mosaic))
-    monkeypatch.setattr("datamodules.srraw_dataset.read_jpg", counting(read_jpg))
+    monkeypatch.setattr("datamodules.srraw.dataset.read_raw_mosaic", counting(read_raw_mosaic))
+    monkeypatch.setattr("datamodules.srraw.dataset.read_jpg", counting(read_jpg))
     dataset = _module(root, crops_per_pair=2, decoded_files=decoded_files).datasets["train"]
     samples = [dataset[(index, epoch)] for epoch in range(2) for index in range(len(dataset))]
     distinct = {str(p) for pair in dataset.pairs for p in (pair.input.raw_path, pair.input.jpg_path, pair.target.jpg_path)}

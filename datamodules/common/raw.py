@@ -1,17 +1,13 @@
-"""Reading one capture: a Bayer raw file (any format rawpy reads) and the camera JPG next to it.
+"""Reading a Bayer raw file (any format rawpy reads): its visible mosaic and what it says about it.
 
-* The raw gives the visible mosaic (uint16, (H, W), trimmed to even H and W), its 2×2 CFA pattern in
-  raster order (e.g. ``"RGGB"``, see :data:`ops.bayer.BAYER_PATTERNS`), the black level of each of the
-  four raster positions (top-left, top-right, bottom-left, bottom-right), the white level and the
-  camera's as-shot white-balance gains (R, G, B) normalised to G = 1.
+* The visible mosaic is uint16 (H, W), trimmed to even H and W; its 2×2 CFA pattern is given in raster
+  order (e.g. ``"RGGB"``, see :data:`ops.bayer.BAYER_PATTERNS`), the black level per raster position
+  (top-left, top-right, bottom-left, bottom-right), the white level and the camera's as-shot
+  white-balance gains (R, G, B) normalised to G = 1.
 * rawpy quirks handled here: ``black_level_per_channel`` and ``camera_whitebalance`` are indexed by
   colour index (R, G, B, G2), not by raster position; ``camera_whitebalance`` is 1/AsShotNeutral.
-* The JPG is read as stored (RGB uint8, (H, W, 3)). Its EXIF orientation is *not* applied: camera JPGs
-  keep the sensor's pixel order, like the raw, and only record the orientation.
-* The focal length (mm) comes from the JPG's EXIF sub-IFD (tag 37386), then its IFD0, then the raw's
-  metadata (``raw.other.focal_length``), as the official code reads it from the JPG.
 
-Every problem raises :class:`datamodules.errors.DatasetError` naming the file.
+Every problem raises :class:`datamodules.common.errors.DatasetError` naming the file.
 """
 
 from __future__ import annotations
@@ -21,36 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import rawpy
-from PIL import ExifTags, Image, UnidentifiedImageError
 
-from datamodules.errors import DatasetError
+from datamodules.common.errors import DatasetError
 from ops.bayer import BAYER_PATTERNS
 
-__all__ = [
-    "RAW_EXTENSIONS",
-    "JPG_EXTENSIONS",
-    "RawMetadata",
-    "JpgMetadata",
-    "Capture",
-    "is_raw_file",
-    "find_jpg",
-    "read_raw_metadata",
-    "read_raw_mosaic",
-    "read_jpg",
-    "read_jpg_metadata",
-    "read_capture",
-]
+__all__ = ["RAW_EXTENSIONS", "RawMetadata", "is_raw_file", "read_raw_metadata", "read_raw_mosaic"]
 
 #: File extensions (lower case) treated as raw captures.
 RAW_EXTENSIONS = frozenset(
     {".arw", ".srf", ".sr2", ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".orf", ".rw2", ".raf",
      ".pef", ".srw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".mos", ".iiq", ".raw"}
 )
-#: File extensions (lower case) of camera JPGs.
-JPG_EXTENSIONS = (".jpg", ".jpeg")
-
-_FOCAL_LENGTH_TAG = ExifTags.Base.FocalLength  # 37386
-_ORIENTATION_TAG = ExifTags.Base.Orientation  # 274
 
 
 @dataclass(frozen=True)
@@ -76,37 +53,10 @@ class RawMetadata:
     focal_length: float | None
 
 
-@dataclass(frozen=True)
-class JpgMetadata:
-    """Size, EXIF focal length (mm, ``None`` when absent) and EXIF orientation (1 when absent) of a JPG."""
-
-    path: Path
-    size: tuple[int, int]
-    focal_length: float | None
-    orientation: int
-
-
-@dataclass(frozen=True)
-class Capture:
-    """One shot: raw metadata, JPG metadata and the focal length used for pairing (mm)."""
-
-    raw: RawMetadata
-    jpg: JpgMetadata
-    focal_length: float
-
 
 def is_raw_file(path: Path) -> bool:
     """Whether ``path`` has a raw extension (case-insensitive)."""
     return path.suffix.lower() in RAW_EXTENSIONS
-
-
-def find_jpg(raw_path: str | Path) -> Path:
-    """The camera JPG next to ``raw_path``: same stem, extension .jpg/.jpeg in any case."""
-    raw_path = Path(raw_path)
-    for candidate in sorted(raw_path.parent.iterdir()):
-        if candidate.stem == raw_path.stem and candidate.suffix.lower() in JPG_EXTENSIONS and candidate.is_file():
-            return candidate
-    raise DatasetError(f"{raw_path.with_suffix('.JPG')}: camera JPG of {raw_path.name} is missing")
 
 
 def _libraw_message(error: Exception) -> str:
@@ -189,48 +139,3 @@ def read_raw_mosaic(path: str | Path) -> tuple[RawMetadata, np.ndarray]:
     finally:
         raw.close()
     return metadata, mosaic
-
-
-def _open_jpg(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise DatasetError(f"{path}: JPG does not exist")
-    try:
-        return Image.open(path)
-    except (UnidentifiedImageError, OSError) as error:
-        raise DatasetError(f"{path}: cannot read JPG ({error})") from error
-
-
-def read_jpg(path: str | Path) -> np.ndarray:
-    """The pixels of the JPG at ``path`` as stored: RGB uint8 of shape (H, W, 3)."""
-    path = Path(path)
-    with _open_jpg(path) as image:
-        try:
-            return np.array(image.convert("RGB"))
-        except OSError as error:
-            raise DatasetError(f"{path}: cannot decode JPG ({error})") from error
-
-
-def read_jpg_metadata(path: str | Path) -> JpgMetadata:
-    """Size, EXIF focal length and EXIF orientation of the JPG at ``path`` (pixels are not decoded)."""
-    path = Path(path)
-    with _open_jpg(path) as image:
-        exif = image.getexif()
-        width, height = image.size
-    value = exif.get_ifd(ExifTags.IFD.Exif).get(_FOCAL_LENGTH_TAG, exif.get(_FOCAL_LENGTH_TAG))
-    try:
-        focal = float(value) if value is not None else None
-    except (TypeError, ValueError, ZeroDivisionError):
-        focal = None
-    if focal is not None and not focal > 0:
-        focal = None
-    return JpgMetadata(path=path, size=(height, width), focal_length=focal, orientation=int(exif.get(_ORIENTATION_TAG, 1)))
-
-
-def read_capture(raw_path: str | Path) -> Capture:
-    """Metadata of one shot: the raw at ``raw_path`` and its camera JPG, with the focal length."""
-    raw = read_raw_metadata(raw_path)
-    jpg = read_jpg_metadata(find_jpg(raw.path))
-    focal = jpg.focal_length if jpg.focal_length is not None else raw.focal_length
-    if focal is None:
-        raise DatasetError(f"{raw.path}: no EXIF focal length (tag 37386) in it or in {jpg.path.name}")
-    return Capture(raw=raw, jpg=jpg, focal_length=focal)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from datamodules.errors import DatasetError
-from datamodules.srraw_layout import SceneLocation
+from datamodules.common.errors import DatasetError
+from datamodules.srraw.layout import SceneLocation
 
 __all__ = ["SPLITS", "split_counts", "split_scenes", "read_split_file"]
 

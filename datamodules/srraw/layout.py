@@ -6,7 +6,7 @@ Two layouts are accepted under ``root``:
 * SR-RAW's release: ``<root>/train/<scene>/…`` and ``<root>/test/<scene>/…``. Scene names then carry
   the folder (``"train/00134"``) and :attr:`SceneLocation.released_split` says which one it came from.
 
-A scene is a folder holding at least one raw file (extensions of :data:`datamodules.raw_io.RAW_EXTENSIONS`,
+A scene is a folder holding at least one raw file (extensions of :data:`datamodules.common.raw.RAW_EXTENSIONS`,
 any case); other folders (``cropped/``, ``aligned/``, hidden temporary folders) are ignored.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from datamodules.errors import DatasetError
-from datamodules.raw_io import is_raw_file
+from datamodules.common.errors import DatasetError
+from datamodules.common.raw import is_raw_file
 
 __all__ = ["SceneLocation", "RELEASED_SPLITS", "find_scenes", "list_shots"]
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
+from kornia.filters import gaussian_blur2d, spatial_gradient
 from torch import Tensor
 
-from datamodules.homogeneous import map_points
+from ops.geometry import pixel_grid, warp_image
 
-__all__ = ["SimilarityRegistration", "warp_image", "masked_correlation", "register_similarity"]
+__all__ = ["SimilarityRegistration", "masked_correlation", "register_similarity"]
 
 
 @dataclass(frozen=True)
@@ -55,40 +54,6 @@ def _check_grey(name: str, image: Tensor) -> None:
         raise ValueError(f"{name}: expected a float grey image of shape (H, W), got {image.dtype} {tuple(image.shape)}")
     if min(image.shape) < 8:
         raise ValueError(f"{name}: image of {tuple(image.shape)} is too small to register (need ≥ 8×8)")
-
-
-def _pixel_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
-    )
-    return xs, ys
-
-
-def _sample(image: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
-    """Bilinear samples of ``image`` (C, H, W) at pixel coordinates ``xs``, ``ys`` (h, w) → (C, h, w), border repeated."""
-    height, width = image.shape[-2:]
-    grid = torch.stack((2 * xs / max(width - 1, 1) - 1, 2 * ys / max(height - 1, 1) - 1), dim=-1)
-    return F.grid_sample(
-        image[None], grid[None].to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True
-    )[0]
-
-
-def _inside(xs: Tensor, ys: Tensor, height: int, width: int, margin: float = 0.0) -> Tensor:
-    return (xs >= margin) & (xs <= width - 1 - margin) & (ys >= margin) & (ys <= height - 1 - margin)
-
-
-def warp_image(image: Tensor, matrix: Tensor | np.ndarray, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Resample ``image`` (H, W) or (C, H, W) so that output pixel x shows image(matrix·x).
-
-    Returns the warped image of shape (h, w) or (C, h, w) for ``size`` = (h, w) (bilinear, border
-    values outside) and a bool mask (h, w) of the output pixels that map inside the image.
-    """
-    squeeze = image.dim() == 2
-    stack = image[None] if squeeze else image
-    xs, ys = map_points(matrix, *_pixel_grid(*size))
-    warped = _sample(stack, xs, ys)
-    inside = _inside(xs, ys, *stack.shape[-2:])
-    return (warped[0] if squeeze else warped), inside
 
 
 def masked_correlation(a: Tensor, b: Tensor, mask: Tensor) -> float:
@@ -115,10 +80,9 @@ def _standardise(image: Tensor) -> Tensor:
     return (image - image.mean()) / image.std().clamp_min(1e-6)
 
 
-def _gradients(image: Tensor) -> tuple[Tensor, Tensor]:
-    """Central differences ∂/∂x, ∂/∂y (border pixels replicated)."""
-    padded = F.pad(image[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    return (padded[1:-1, 2:] - padded[1:-1, :-2]) / 2, (padded[2:, 1:-1] - padded[:-2, 1:-1]) / 2
+def _gradients(image: Tensor) -> Tensor:
+    """Central differences (∂/∂x, ∂/∂y) of (H, W) → (2, H, W), border pixels replicated."""
+    return spatial_gradient(image[None, None], mode="diff")[0, 0]
 
 
 #: Coarse-level pixel coords → next finer level's: x_fine = 2·x_coarse + 0.5 (see :func:`_half`).
@@ -146,29 +110,33 @@ def _ecc_step(template: Tensor, warped: Tensor, jacobian: Tensor) -> Tensor:
     return hessian_inverse @ (lam * t_proj - w_proj)
 
 
+def _similarity(p: float, q: float, u: float, v: float, cx: float, cy: float) -> Tensor:
+    """The 3×3 map X = p·(x − cx) − q·(y − cy) + u, Y = q·(x − cx) + p·(y − cy) + v (float64)."""
+    return torch.tensor(
+        [[p, -q, u - p * cx + q * cy], [q, p, v - q * cx - p * cy], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+
+
 def _refine_level(
     fixed: Tensor, moving: Tensor, matrix: Tensor, max_iterations: int, tolerance: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """ECC iterations at one pyramid level; returns (matrix, warped moving, valid mask)."""
     height, width = fixed.shape
-    xs, ys = _pixel_grid(height, width)
+    xs, ys = pixel_grid(height, width)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     xc, yc = (xs - cx).to(fixed.dtype), (ys - cy).to(fixed.dtype)
     # Parameters about the image centre: X = p·xc − q·yc + u, Y = q·xc + p·yc + v.
     p, q = matrix[0, 0].item(), matrix[1, 0].item()
     u = matrix[0, 0].item() * cx + matrix[0, 1].item() * cy + matrix[0, 2].item()
     v = matrix[1, 0].item() * cx + matrix[1, 1].item() * cy + matrix[1, 2].item()
-    gradient_x, gradient_y = _gradients(moving)
-    stack = torch.stack((moving, gradient_x, gradient_y))
+    stack = torch.cat((moving[None], _gradients(moving)))
     corners = torch.tensor([[-cx, -cy], [cx, -cy], [-cx, cy], [cx, cy]], dtype=torch.float64)
     max_move = max(1.0, 0.1 * min(height, width))  # trust region: corner motion per step, pixels
     best_correlation, best = -2.0, (p, q, u, v)  # keep the best parameters seen (ECC can overshoot)
     for _ in range(max_iterations):
-        mx, my = p * xc - q * yc + u, q * xc + p * yc + v
-        valid = _inside(mx, my, *moving.shape, margin=1.0)
+        (warped, wx, wy), valid = warp_image(stack, _similarity(p, q, u, v, cx, cy), (height, width), margin=1.0)
         if int(valid.sum()) < 16:
             break
-        warped, wx, wy = _sample(stack, mx, my)
         jacobian = torch.stack((wx * xc + wy * yc, wy * xc - wx * yc, wx, wy), dim=-1)[valid].to(torch.float64)
         template, warped = fixed[valid].to(torch.float64), warped[valid].to(torch.float64)
         template, warped = template - template.mean(), warped - warped.mean()
@@ -184,12 +152,9 @@ def _refine_level(
         p, q, u, v = p + shrink * dp, q + shrink * dq, u + shrink * du, v + shrink * dv
         if moved < tolerance:
             break
-    p, q, u, v = best
-    matrix = torch.tensor(
-        [[p, -q, u - p * cx + q * cy], [q, p, v - q * cx - p * cy], [0.0, 0.0, 1.0]], dtype=torch.float64
-    )
-    mx, my = map_points(matrix, xs, ys)
-    return matrix, _sample(moving[None], mx, my)[0], _inside(mx, my, *moving.shape)
+    matrix = _similarity(*best, cx, cy)
+    warped, inside = warp_image(moving, matrix, (height, width))
+    return matrix, warped, inside
 
 
 def register_similarity(
