@@ -42,13 +42,15 @@ from lightning_modules.networks import ZoomLearnNet
 from lightning_modules.pretrained import Pretrained, load_weights
 from lightning_modules.tiling import tiled_forward
 from ops import (
+    VGG19_STRIDES,
     VGG19Features,
     apply_white_balance,
-    cobi_loss,
     cobi_loss_at,
+    extract_patches,
     extract_patches_at,
     sample_positions,
     translation_search,
+    unique_match_share,
 )
 
 __all__ = ["ZoomLearnModule"]
@@ -76,11 +78,19 @@ class ZoomLearnModule(ZoomModule):
         rgb_patch_size: n of the n × n RGB patches (paper: 10 for 4X, 15 for 8X).
         w_vgg: λ, the weight of CoBi_VGG (0 disables it and VGG19 is never loaded).
         vgg_layers: VGG19 layers and their weights (default conv1_2: 1, conv2_2: 1, conv3_2: 0.5).
-        vgg_pooling, vgg_normalization: VGG19 variant (``max``/``imagenet`` suits torchvision weights;
-            the official TF code used ``avg``/``caffe``).
-        w_spatial: w_s, weight of CoBi's spatial term.
-        cobi_variant: ``"paper"`` (default) or ``"official"`` (the TF graph; RGB features × 255).
-        cobi_max_positions: Positions sampled per CoBi call (None: all; needed for large crops).
+        vgg_pooling, vgg_normalization: VGG19 variant. torchvision's weights (``pretrained``) were trained
+            with ``max``/``imagenet``; the official TF code used ``avg``/``caffe`` with the original
+            MatConvNet weights, which rawzoom does not read, so ``avg``/``caffe`` are only accepted with
+            random weights (``pretrained: false``).
+        w_spatial: w_s, weight of CoBi's spatial term. Paper variant: the cost of one output pixel of
+            displacement between matched features (``cobi_spatial_units: pixels``), the same at every
+            zoom, crop size and VGG layer.
+        cobi_spatial_units: ``"pixels"`` (default) or ``"image"`` (distances in fractions of the
+            feature map's side, the earlier convention), see :mod:`ops.cobi`.
+        cobi_variant: ``"paper"`` (default) or ``"official"``: the whole TF graph, with its own 63×63
+            position sampling and collapsed spatial term; RGB features × 255.
+        cobi_max_positions: Prediction positions sampled per CoBi call by the paper variant (None: all);
+            each sampled feature searches every target position. The official variant ignores it.
         cobi_chunk_size: Rows per chunk of the CoBi computation (None: automatic).
         w_l1: Weight of an extra L1 term against the matched target.
         l1_warmup_steps: Optimizer steps trained with the matched L1 alone before CoBi starts.
@@ -115,6 +125,7 @@ class ZoomLearnModule(ZoomModule):
         vgg_pooling: Literal["max", "avg"] = "max",
         vgg_normalization: Literal["imagenet", "caffe"] = "imagenet",
         w_spatial: float = 0.1,
+        cobi_spatial_units: Literal["pixels", "image"] = "pixels",
         cobi_variant: Literal["paper", "official"] = "paper",
         cobi_max_positions: int | None = None,
         cobi_chunk_size: int | None = None,
@@ -139,6 +150,13 @@ class ZoomLearnModule(ZoomModule):
             raise ValueError(f"white_balance must be 'target' or 'input', got {white_balance!r}")
         if white_balance == "input" and in_channels != 4:
             raise ValueError(f"white_balance='input' needs packed raw input (in_channels=4), got {in_channels}")
+        if w_vgg > 0 and pretrained is not False and (vgg_pooling, vgg_normalization) != ("max", "imagenet"):
+            raise ValueError(
+                f"vgg_pooling={vgg_pooling!r}, vgg_normalization={vgg_normalization!r} with pretrained weights: "
+                "torchvision's VGG19 weights were trained with max pooling on ImageNet-normalised input, and the "
+                "official code's avg/caffe variant needs the original MatConvNet weights, which rawzoom cannot read; "
+                "use vgg_pooling: max, vgg_normalization: imagenet (or pretrained: false for random weights)"
+            )
         self.net = ZoomLearnNet(
             zoom=zoom,
             in_channels=in_channels,
@@ -204,41 +222,44 @@ class ZoomLearnModule(ZoomModule):
             return translation_search(pred, target, stride=stride)[0]
         return center_crop(target, pred.shape[-2:])
 
-    @property
-    def _cobi_max_positions(self) -> int | Literal["auto"]:
-        """``cobi_max_positions`` for the CoBi functions: None in the config means their ``"auto"``."""
-        return "auto" if self.hparams.cobi_max_positions is None else self.hparams.cobi_max_positions
+    def _cobi_term(
+        self, pred: Tensor, target: Tensor, generator: torch.Generator, *, patch_size: int | None = None, stride: int = 1
+    ) -> tuple[Tensor, Tensor]:
+        """One CoBi term between (B, C, H, W) maps: VGG features, or n×n RGB patches with ``patch_size``.
 
-    def _cobi(self, pred: Tensor, target: Tensor, distance: str, generator: torch.Generator) -> Tensor:
-        return cobi_loss(
-            pred,
-            target,
-            w_spatial=self.hparams.w_spatial,
-            distance=distance,
-            variant=self.hparams.cobi_variant,
-            max_positions=self._cobi_max_positions,
-            chunk_size=self.hparams.cobi_chunk_size,
-            generator=generator,
-        )
-
-    def _cobi_rgb(self, pred: Tensor, target: Tensor, generator: torch.Generator) -> Tensor:
-        """CoBi_RGB of n×n patches, extracted only at the positions the loss samples."""
+        The paper variant samples ``cobi_max_positions`` prediction positions and searches the whole
+        target; the official one samples 63×63 positions of both. Patches are extracted only where they
+        are used. Returns the loss and the share of one-to-one matches.
+        """
         hp = self.hparams
+        official = hp.cobi_variant == "official"
         height, width = pred.shape[-2:]
-        positions = sample_positions(
-            height, width, self._cobi_max_positions, generator, pred.device, variant=hp.cobi_variant
-        )
-        scale = 255.0 if hp.cobi_variant == "official" else 1.0
-        return cobi_loss_at(
-            extract_patches_at(pred * scale, hp.rgb_patch_size, positions),
-            extract_patches_at(target * scale, hp.rgb_patch_size, positions),
+        max_positions = "auto" if official else hp.cobi_max_positions
+        positions = sample_positions(height, width, max_positions, generator, pred.device, variant=hp.cobi_variant)
+        if patch_size is None:
+            pred_at = pred.flatten(2)[..., positions]
+            target_at = target.flatten(2)[..., positions] if official else target.flatten(2)
+        else:
+            scale = 255.0 if official else 1.0
+            pred_at = extract_patches_at(pred * scale, patch_size, positions)
+            if official:
+                target_at = extract_patches_at(target * scale, patch_size, positions)
+            else:
+                target_at = extract_patches(target, patch_size).flatten(2)
+        loss, matches = cobi_loss_at(
+            pred_at,
+            target_at,
             positions,
             (height, width),
             w_spatial=hp.w_spatial,
-            distance="l2",
+            distance="cosine" if patch_size is None else "l2",
             variant=hp.cobi_variant,
+            feature_stride=stride,
+            spatial_units=hp.cobi_spatial_units,
             chunk_size=hp.cobi_chunk_size,
+            return_matches=True,
         )
+        return loss, unique_match_share(matches).mean()
 
     def compute_loss(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Loss terms for a prediction and its matched, white-balance-free target (both (B, 3, S, S))."""
@@ -249,8 +270,10 @@ class ZoomLearnModule(ZoomModule):
             return {"loss": l1, "l1": l1}
         generator = torch.Generator(device=pred.device).manual_seed(hp.seed * 1_000_003 + self.global_step)
         total = pred.new_zeros(())
+        shares = []
         if hp.w_rgb > 0:
-            terms["cobi_rgb"] = self._cobi_rgb(pred, target, generator)
+            terms["cobi_rgb"], share = self._cobi_term(pred, target, generator, patch_size=hp.rgb_patch_size)
+            shares.append(share)
             total = total + hp.w_rgb * terms["cobi_rgb"]
         if hp.w_vgg > 0:
             if self.vgg is None:
@@ -258,12 +281,17 @@ class ZoomLearnModule(ZoomModule):
             pred_features = self.vgg(pred)
             with torch.no_grad():
                 target_features = self.vgg(target)
-            cobi_vgg = sum(
-                weight * self._cobi(pred_features[name], target_features[name], "cosine", generator)
-                for name, weight in self.vgg_layers.items()
-            )
+            cobi_vgg = pred.new_zeros(())
+            for name, weight in self.vgg_layers.items():
+                layer, share = self._cobi_term(
+                    pred_features[name], target_features[name], generator, stride=VGG19_STRIDES[name]
+                )
+                cobi_vgg = cobi_vgg + weight * layer
+                shares.append(share)
             terms["cobi_vgg"] = cobi_vgg
             total = total + hp.w_vgg * cobi_vgg
+        if shares:
+            terms["cobi_unique_match"] = torch.stack(shares).mean()
         if hp.w_l1 > 0:
             total = total + hp.w_l1 * l1
         terms["l1"] = l1
@@ -318,6 +346,8 @@ class ZoomLearnModule(ZoomModule):
         loss_target = self._loss_target(target, batch["wb_target"])
         terms = self.compute_loss(pred, self._match_target(pred, loss_target, stride=1))
         self.log(f"{stage}/loss", terms["loss"], sync_dist=True, batch_size=pred.shape[0])
+        if "cobi_unique_match" in terms:
+            self.log(f"{stage}/cobi_unique_match", terms["cobi_unique_match"], sync_dist=True, batch_size=pred.shape[0])
         return {"panels": {"input": bicubic, "output": output, "target": comparisons["_aligned"][1]}}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:

@@ -15,12 +15,20 @@ from ops.bayer import (
     packed_to_rgb_preview,
     unpack_bayer,
 )
-from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, cobi_loss_at, contextual_loss, sample_positions
+from ops.cobi import (
+    CoBiLoss,
+    ContextualLoss,
+    cobi_loss,
+    cobi_loss_at,
+    contextual_loss,
+    sample_positions,
+    unique_match_share,
+)
 from ops.geometry import downscale, inner_box, map_points, pixel_grid, sample_bicubic, scale_map, warp_image
 from ops.patches import PatchFeatures, extract_patches, extract_patches_at
 from ops.registration import SimilarityRegistration, masked_correlation, register_similarity
 from ops.translation_search import TranslationSearch, translation_search
-from ops.vgg import VGG19_LAYERS, VGG19Features
+from ops.vgg import VGG19_LAYERS, VGG19_STRIDES, VGG19Features
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -49,10 +57,12 @@ __all__ = [
     "extract_patches_at",
     "PatchFeatures",
     "VGG19_LAYERS",
+    "VGG19_STRIDES",
     "VGG19Features",
     "cobi_loss",
     "cobi_loss_at",
     "sample_positions",
+    "unique_match_share",
     "contextual_loss",
     "CoBiLoss",
     "ContextualLoss",

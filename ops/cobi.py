@@ -5,15 +5,21 @@ Zhang, Chen, Ng, Koltun, "Zoom to Learn, Learn to Zoom", CVPR 2019, Eq. (1)–(2
 graph is restated in reference ``zoom_learn_zoom.md`` §1.
 
 Two variants, both taking ``pred`` (features of the network output) first and ``target`` second,
-each of shape (B, C, H, W); P = number of positions used per sample.
+each of shape (B, C, H, W).
 
 ``variant="paper"`` (default): the paper's Eq. (2), an average of nearest-neighbour distances
-    CoBi_b = (1/P) Σ_i min_j [ D(p_i, q_j) + w_s·D′_ij ],
-with i over prediction positions and j over target positions:
+    CoBi_b = (1/P) Σ_{i ∈ S} min_{j ∈ all H·W} [ D(p_i, q_j) + w_s·D′_ij ],
+with i over a set S of P prediction positions (all of them, or a uniform random sample of
+``max_positions``: the sample is an unbiased estimate of the mean) and j over **every** target position,
+so sampling never shrinks the search:
     cosine: D_ij = (1 − p̂_i·q̂_j)/2 ∈ [0, 1], x̂ = (x − μ_b)/max(‖x − μ_b‖, 1e-8), μ_b the mean of
-            sample b's prediction features over its positions (no dependence on the rest of the batch);
+            sample b's prediction features over S (no dependence on the rest of the batch);
     l2:     D_ij = ‖p_i − q_j‖₂/√C (root-mean-square channel difference; 0 gradient at 0 distance);
-    D′_ij = ‖x_i − x_j‖₂ with x = (row, col)/max(H, W), the true image position of each feature.
+    D′_ij = ‖x_i − x_j‖₂, the distance of the two features' image positions, measured in output pixels
+            (``spatial_units="pixels"``, default): x = s·(row, col) for a feature map whose pixel spans
+            s = ``feature_stride`` output pixels (1 for RGB patches, 2^(k−1) for VGG block k), so w_s is
+            the cost of one pixel of displacement at every zoom and crop size; or, with
+            ``spatial_units="image"``, x = (row, col)/max(H, W) (fractions of the feature map's side).
 w_s = 0 gives the paper's CX, Eq. (1). Loss = mean over the batch (or per sample, (B,)).
 
 ``variant="official"``: the official TF code (reference §1.3–§1.10), j over prediction and i over
@@ -31,9 +37,9 @@ If H·W exceeds ``max_positions`` (63² by default), one random permutation of t
 otherwise the grid is the H×W map itself. exp results below e^-80 (float32) / e^-700 (float64) are
 flushed to 0, far below the rounding of the softmax sum (≥ 1).
 
-Memory: the P×P matrices are never held; rows are processed ``chunk_size`` at a time, so the peak is
-O(B·chunk·P). Paper: chunked no-grad argmin, then the gradient through the P selected pairs (exactly the
-gradient of the min for unique minima). Official: a custom autograd function keeps the running
+Memory: the P×Q distance matrices are never held; prediction rows are processed ``chunk_size`` at a time,
+so the peak is O(B·chunk·Q) (Q = P for the official variant, H·W for the paper's). Paper: chunked no-grad
+argmin, then the gradient through the P selected pairs (exactly the gradient of the min for unique minima). Official: a custom autograd function keeps the running
 column max and its argmax, and recomputes each chunk of rows in the backward pass.
 """
 
@@ -47,11 +53,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["cobi_loss", "cobi_loss_at", "sample_positions", "contextual_loss", "CoBiLoss", "ContextualLoss"]
+__all__ = [
+    "cobi_loss",
+    "cobi_loss_at",
+    "sample_positions",
+    "unique_match_share",
+    "contextual_loss",
+    "CoBiLoss",
+    "ContextualLoss",
+]
 
 Distance = Literal["cosine", "l2"]
 Variant = Literal["paper", "official"]
 Reduction = Literal["mean", "none"]
+SpatialUnits = Literal["pixels", "image"]
 
 #: Positions kept by the official code's random sub-sampling (63×63).
 OFFICIAL_MAX_POSITIONS = 63 * 63
@@ -69,6 +84,8 @@ def _check_options(
     eps: float,
     chunk_size: int | None,
     reduction: str,
+    feature_stride: float = 1.0,
+    spatial_units: str = "pixels",
 ) -> None:
     if distance not in ("cosine", "l2"):
         raise ValueError(f"expected distance 'cosine' or 'l2', got {distance!r}")
@@ -76,6 +93,10 @@ def _check_options(
         raise ValueError(f"expected variant 'paper' or 'official', got {variant!r}")
     if reduction not in ("mean", "none"):
         raise ValueError(f"expected reduction 'mean' or 'none', got {reduction!r}")
+    if spatial_units not in ("pixels", "image"):
+        raise ValueError(f"expected spatial_units 'pixels' or 'image', got {spatial_units!r}")
+    if isinstance(feature_stride, bool) or not isinstance(feature_stride, (int, float)) or not feature_stride > 0:
+        raise ValueError(f"expected feature_stride > 0 (output pixels per feature pixel), got {feature_stride!r}")
     if not isinstance(w_spatial, (int, float)) or isinstance(w_spatial, bool) or not w_spatial >= 0:
         raise ValueError(f"expected w_spatial to be a number >= 0, got {w_spatial!r}")
     if variant == "official" and w_spatial > 1:
@@ -132,8 +153,10 @@ def _auto_chunk(chunk_size: int | None, batch: int, positions: int) -> int:
 
 # ---------------------------------------------------------------------------------- paper variant
 @torch.no_grad()
-def _nearest_targets(p: Tensor, q: Tensor, coords: Tensor, w_spatial: float, distance: str, chunk: int) -> Tensor:
-    """argmin_j D(p_i, q_j) + w_s·D′_ij for every prediction position i: (B, P, C) ×2 → (B, P)."""
+def _nearest_targets(
+    p: Tensor, q: Tensor, p_coords: Tensor, q_coords: Tensor, w_spatial: float, distance: str, chunk: int
+) -> Tensor:
+    """argmin_j D(p_i, q_j) + w_s·D′_ij for every prediction row i: p (B, P, C), q (B, Q, C) → (B, P)."""
     batch, positions, channels = p.shape
     match = torch.empty(batch, positions, dtype=torch.long, device=p.device)
     q_t = q.transpose(1, 2)
@@ -149,27 +172,39 @@ def _nearest_targets(p: Tensor, q: Tensor, coords: Tensor, w_spatial: float, dis
             if w_spatial > 0:  # argmin of ‖·‖² is argmin of ‖·‖ unless a spatial term is added
                 d.sqrt_().mul_(channels**-0.5)
         if w_spatial > 0:
-            d.add_(_coordinate_distance(coords[start:stop], coords, squared=False), alpha=w_spatial)
+            d.add_(_coordinate_distance(p_coords[start:stop], q_coords, squared=False), alpha=w_spatial)
         match[:, start:stop] = d.argmin(dim=-1)
     return match
 
 
-def _paper_loss(p: Tensor, q: Tensor, coords: Tensor, w_spatial: float, distance: str, chunk: int) -> Tensor:
-    """Paper Eq. (2) per sample: (B, P, C) ×2, coordinates (P, 2) → (B,)."""
+def _paper_loss(
+    p: Tensor, q: Tensor, p_coords: Tensor, q_coords: Tensor, w_spatial: float, distance: str, chunk: int
+) -> tuple[Tensor, Tensor]:
+    """Paper Eq. (2) per sample: prediction rows p (B, P, C) at p_coords (P, 2), every target row q (B, Q, C)
+    at q_coords (Q, 2) → (loss (B,), match (B, P) indices into the Q target rows)."""
     channels = p.shape[-1]
     if distance == "cosine":
         mu = p.mean(dim=1, keepdim=True)
         p = F.normalize(p - mu, dim=-1, eps=_COSINE_EPS)
         q = F.normalize(q - mu, dim=-1, eps=_COSINE_EPS)
-    match = _nearest_targets(p.detach(), q.detach(), coords, w_spatial, distance, chunk)
+    match = _nearest_targets(p.detach(), q.detach(), p_coords, q_coords, w_spatial, distance, chunk)
     q_match = q.gather(1, match[..., None].expand(-1, -1, channels))
     if distance == "cosine":
         d = 0.5 - 0.5 * (p * q_match).sum(-1)
     else:
         d = torch.linalg.vector_norm(p - q_match, dim=-1) * channels**-0.5
     if w_spatial > 0:
-        d = d + w_spatial * torch.linalg.vector_norm(coords - coords[match], dim=-1)
-    return d.mean(dim=1)
+        d = d + w_spatial * torch.linalg.vector_norm(p_coords - q_coords[match], dim=-1)
+    return d.mean(dim=1), match
+
+
+def _grid_coordinates(
+    positions: Tensor, grid_size: tuple[int, int], units: str, stride: float, dtype: torch.dtype
+) -> Tensor:
+    """Image positions (P, 2) of flat grid ``positions``: s·(row, col) in output pixels, or (row, col)/max(H, W)."""
+    height, width = grid_size
+    coords = torch.stack([positions // width, positions % width], dim=-1).to(dtype)
+    return coords * stride if units == "pixels" else coords / max(height, width)
 
 
 # ------------------------------------------------------------------------------- official variant
@@ -212,7 +247,7 @@ class _ContextualColumnMax(torch.autograd.Function):
     """m_j = max_i [(1 − w_s)·CX_ij + w_s·CX^sp_ij] over target rows i, computed chunk by chunk.
 
     Inputs: target rows (B, P, C), prediction columns (B, P, C) (both already centred/normalised for
-    cosine), grid coordinates (P, 2). Output (B, P). Only the row index of each column maximum is kept;
+    cosine), grid coordinates (P, 2). Outputs: m (B, P) and the arg-max row i of each column (B, P). Only the row index of each column maximum is kept;
     the backward pass recomputes CX chunk by chunk (CX^sp is a constant and is not recomputed).
     """
 
@@ -235,12 +270,13 @@ class _ContextualColumnMax(torch.autograd.Function):
             best = torch.where(better, value, best)
             best_row = torch.where(better, _column_argmax(c, value) + start, best_row)
         ctx.save_for_backward(rows, cols, best_row)
+        ctx.mark_non_differentiable(best_row)
         ctx.options = (l2, w_spatial, bandwidth, eps, chunk)
-        return best
+        return best, best_row
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_best):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_best, _grad_best_row):  # noqa: ANN001, ANN205
         rows, cols, best_row = ctx.saved_tensors
         l2, w_spatial, bandwidth, eps, chunk = ctx.options
         need_rows, need_cols = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -290,17 +326,18 @@ class _ContextualColumnMax(torch.autograd.Function):
 
 def _official_loss(
     t: Tensor, i: Tensor, coords: Tensor, w_spatial: float, distance: str, bandwidth: float, eps: float, chunk: int
-) -> Tensor:
-    """Official CoBi per sample: prediction T (B, P, C), target I (B, P, C), grid (P, 2) → (B,)."""
+) -> tuple[Tensor, Tensor]:
+    """Official CoBi per sample: prediction T (B, P, C), target I (B, P, C), grid (P, 2) → (loss (B,),
+    match (B, P): the target row of each prediction column's maximum)."""
     if distance == "cosine":
         mu = t.mean(dim=(0, 1), keepdim=True)
         t, i = t - mu, i - mu
         t = t / torch.linalg.vector_norm(t, dim=-1, keepdim=True)
         i = i / torch.linalg.vector_norm(i, dim=-1, keepdim=True)
-    best = _ContextualColumnMax.apply(
+    best, match = _ContextualColumnMax.apply(
         i, t, coords, distance == "l2", float(w_spatial), float(bandwidth), float(eps), chunk
     )
-    return -torch.log(best.mean(dim=1))
+    return -torch.log(best.mean(dim=1)), match
 
 
 # ---------------------------------------------------------------------------------------- public
@@ -312,6 +349,8 @@ def cobi_loss(
     distance: Distance = "cosine",
     variant: Variant = "paper",
     max_positions: int | Literal["auto"] | None = "auto",
+    feature_stride: float = 1.0,
+    spatial_units: SpatialUnits = "pixels",
     bandwidth: float = 0.5,
     eps: float = 1e-3,
     chunk_size: int | None = None,
@@ -326,21 +365,29 @@ def cobi_loss(
     Args:
         w_spatial: weight w_s of the spatial term (official: must lie in [0, 1]).
         distance: "cosine" (VGG features) or "l2" (RGB patches).
-        variant: "paper" (Eq. 2, default) or "official" (the TF code).
-        max_positions: sample this many positions (one draw for prediction, target and batch) when
-            H·W exceeds it; None = dense; "auto" = 63² for "official", None for "paper". Official
-            needs a perfect square.
+        variant: "paper" (Eq. 2, default) or "official" (the TF graph).
+        max_positions: when H·W exceeds it, this many positions are drawn at random (one draw for the
+            batch). Paper: prediction positions only, each searching every target position. Official:
+            the same positions of prediction and target, laid out as a square grid (needs a perfect
+            square). None = all positions; "auto" = 63² for "official", None for "paper".
+        feature_stride, spatial_units: how the paper variant measures D′ (module docstring): in output
+            pixels, one feature pixel spanning ``feature_stride`` of them, or in fractions of the map.
         bandwidth, eps: h and ε of the official variant (unused by "paper").
-        chunk_size: rows per chunk; None keeps one chunk buffer at ≲ 2²² elements.
+        chunk_size: prediction rows per chunk; None keeps one chunk buffer at ≲ 2²² elements.
         generator: the only source of randomness (torch's default generator when None).
     """
-    _check_options(w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction)
+    _check_options(
+        w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction, feature_stride,
+        spatial_units,
+    )
     _check_features(pred, target)
     height, width = pred.shape[-2:]
     kept = sample_positions(height, width, max_positions, generator, pred.device, variant=variant)
     pred_vectors, target_vectors = pred.flatten(2), target.flatten(2)
     if kept.numel() < height * width:
-        pred_vectors, target_vectors = pred_vectors[..., kept], target_vectors[..., kept]
+        pred_vectors = pred_vectors[..., kept]
+        if variant == "official":
+            target_vectors = target_vectors[..., kept]
     return cobi_loss_at(
         pred_vectors,
         target_vectors,
@@ -349,6 +396,8 @@ def cobi_loss(
         w_spatial=w_spatial,
         distance=distance,
         variant=variant,
+        feature_stride=feature_stride,
+        spatial_units=spatial_units,
         bandwidth=bandwidth,
         eps=eps,
         chunk_size=chunk_size,
@@ -384,27 +433,40 @@ def cobi_loss_at(
     w_spatial: float = 0.1,
     distance: Distance = "cosine",
     variant: Variant = "paper",
+    feature_stride: float = 1.0,
+    spatial_units: SpatialUnits = "pixels",
     bandwidth: float = 0.5,
     eps: float = 1e-3,
     chunk_size: int | None = None,
     reduction: Reduction = "mean",
-) -> Tensor:
-    """:func:`cobi_loss` of feature vectors already taken at ``positions`` (P,) of an H×W grid.
+    return_matches: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`cobi_loss` of prediction features already taken at ``positions`` (P,) of an H×W grid.
 
-    ``pred`` and ``target`` are (B, C, P). Computing features only where :func:`sample_positions`
-    draws them (e.g. with :func:`~ops.patches.extract_patches_at`) gives the same loss as
-    :func:`cobi_loss` on the full maps with the same generator, without the full maps. The official
-    variant lays out a sub-sample (P < H·W) as a square grid, so P must be a perfect square there.
+    ``pred`` is (B, C, P). ``target`` is (B, C, H·W), every position in raster order, for the paper
+    variant (each prediction feature searches the whole target), and (B, C, P) at the same ``positions``
+    for the official one (the TF graph samples both alike; a sub-sample is laid out as a square grid,
+    so P must be a perfect square there). Taking the prediction's features only where
+    :func:`sample_positions` draws them (e.g. with :func:`~ops.patches.extract_patches_at`) gives the
+    same loss as :func:`cobi_loss` on the full maps with the same generator.
+
+    With ``return_matches`` it also returns the matched target position of every prediction feature,
+    (B, P) flat indices into the H×W grid (paper: the arg-min of Eq. 2; official: the arg-max row of
+    the column maximum), e.g. for :func:`unique_match_share`.
     """
-    _check_options(w_spatial, distance, variant, None, bandwidth, eps, chunk_size, reduction)
+    _check_options(
+        w_spatial, distance, variant, None, bandwidth, eps, chunk_size, reduction, feature_stride, spatial_units
+    )
     height, width = grid_size
     count = positions.numel()
-    if pred.dim() != 3 or pred.shape != target.shape or pred.shape[-1] != count:
+    subsampled = count < height * width
+    target_count = height * width if variant == "paper" else count
+    if pred.dim() != 3 or pred.shape[-1] != count or target.dim() != 3 or target.shape != (*pred.shape[:2], target_count):
+        expected = "every H·W position (paper)" if variant == "paper" else "the P positions (official)"
         raise ValueError(
-            f"expected pred and target of shape (B, C, {count}) for {count} positions, "
+            f"expected pred (B, C, {count}) at {count} positions and target (B, C, {target_count}) at {expected}, "
             f"got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
-    subsampled = count < height * width
     if variant == "official" and subsampled and math.isqrt(count) ** 2 != count:
         raise ValueError(f"the official variant lays sampled positions out as a square grid, got {count} positions")
     dtype = torch.promote_types(pred.dtype, target.dtype)
@@ -412,19 +474,34 @@ def cobi_loss_at(
         dtype = torch.float32
     with torch.autocast(device_type=pred.device.type, enabled=False):
         p = pred.to(dtype).transpose(1, 2)  # (B, P, C)
-        q = target.to(dtype).transpose(1, 2)
-        chunk = _auto_chunk(chunk_size, p.shape[0], count)
+        q = target.to(dtype).transpose(1, 2)  # (B, Q, C)
+        chunk = _auto_chunk(chunk_size, p.shape[0], q.shape[1])
         if variant == "paper":
-            coords = torch.stack([positions // width, positions % width], dim=-1).to(dtype) / max(height, width)
-            loss = _paper_loss(p, q, coords, float(w_spatial), distance, chunk)
+            every = torch.arange(height * width, device=pred.device)
+            p_coords = _grid_coordinates(positions, grid_size, spatial_units, feature_stride, dtype)
+            q_coords = _grid_coordinates(every, grid_size, spatial_units, feature_stride, dtype)
+            loss, match = _paper_loss(p, q, p_coords, q_coords, float(w_spatial), distance, chunk)
         else:
             side = math.isqrt(count)
             grid = (side, count // side) if subsampled else (height, width)
             cell = torch.arange(count, device=pred.device)
             coords = torch.stack([cell // grid[1], cell % grid[1]], dim=-1).to(dtype)
             coords = coords * coords.new_tensor([255.0 / grid[0], 255.0 / grid[1]])
-            loss = _official_loss(p, q, coords, w_spatial, distance, bandwidth, eps, chunk)
-    return loss.mean() if reduction == "mean" else loss
+            loss, rows = _official_loss(p, q, coords, w_spatial, distance, bandwidth, eps, chunk)
+            match = positions[rows]
+    loss = loss.mean() if reduction == "mean" else loss
+    return (loss, match) if return_matches else loss
+
+
+def unique_match_share(matches: Tensor) -> Tensor:
+    """Share of one-to-one matches per sample: (number of distinct matched target positions) / P, for
+    ``matches`` (B, P) as returned by :func:`cobi_loss_at` → (B,). 1 when no two prediction features
+    match the same target feature (paper §4: 43.7 % for CX, 93.9 % for CoBi)."""
+    if matches.dim() != 2 or matches.shape[1] == 0:
+        raise ValueError(f"expected matches of shape (B, P) with P ≥ 1, got {tuple(matches.shape)}")
+    ordered = matches.sort(dim=1).values
+    distinct = 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(dim=1)
+    return distinct.to(torch.float32) / matches.shape[1]
 
 
 def contextual_loss(
@@ -465,17 +542,24 @@ class CoBiLoss(nn.Module):
         distance: Distance = "cosine",
         variant: Variant = "paper",
         max_positions: int | Literal["auto"] | None = "auto",
+        feature_stride: float = 1.0,
+        spatial_units: SpatialUnits = "pixels",
         bandwidth: float = 0.5,
         eps: float = 1e-3,
         chunk_size: int | None = None,
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        _check_options(w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction)
+        _check_options(
+            w_spatial, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction, feature_stride,
+            spatial_units,
+        )
         self.w_spatial = w_spatial
         self.distance = distance
         self.variant = variant
         self.max_positions = max_positions
+        self.feature_stride = feature_stride
+        self.spatial_units = spatial_units
         self.bandwidth = bandwidth
         self.eps = eps
         self.chunk_size = chunk_size
@@ -489,6 +573,8 @@ class CoBiLoss(nn.Module):
             distance=self.distance,
             variant=self.variant,
             max_positions=self.max_positions,
+            feature_stride=self.feature_stride,
+            spatial_units=self.spatial_units,
             bandwidth=self.bandwidth,
             eps=self.eps,
             chunk_size=self.chunk_size,
@@ -499,7 +585,8 @@ class CoBiLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"w_spatial={self.w_spatial}, distance={self.distance!r}, variant={self.variant!r}, "
-            f"max_positions={self.max_positions!r}, reduction={self.reduction!r}"
+            f"max_positions={self.max_positions!r}, feature_stride={self.feature_stride}, "
+            f"spatial_units={self.spatial_units!r}, reduction={self.reduction!r}"
         )
 
 
@@ -516,4 +603,4 @@ class ContextualLoss(CoBiLoss):
         chunk_size: int | None = None,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__(0.0, distance, variant, max_positions, bandwidth, eps, chunk_size, reduction)
+        super().__init__(0.0, distance, variant, max_positions, 1.0, "pixels", bandwidth, eps, chunk_size, reduction)

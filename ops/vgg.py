@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 
-__all__ = ["VGG19_LAYERS", "VGG19Features"]
+__all__ = ["VGG19_LAYERS", "VGG19_STRIDES", "VGG19Features"]
 
 
 def _layer_indices() -> dict[str, int]:
@@ -41,6 +41,8 @@ _RELU_INDEX = _layer_indices()
 
 #: Names accepted by :class:`VGG19Features` (post-ReLU outputs), shallow to deep.
 VGG19_LAYERS = tuple(_RELU_INDEX)
+#: Input pixels per feature pixel of each layer: 2^(k−1) for block k (one 2×2 pooling per block before it).
+VGG19_STRIDES = {name: 2 ** (int(name[4]) - 1) for name in VGG19_LAYERS}
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)

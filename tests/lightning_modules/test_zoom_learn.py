@@ -47,13 +47,14 @@ def test_input_white_balance_scales_the_raw_and_predicts_the_jpg():
 
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_cobi_rgb_on_sampled_patches_equals_cobi_on_the_full_patch_maps(variant):
-    """Patches are extracted only at the sampled positions; the loss and its gradient do not change."""
-    max_positions = 64 if variant == "paper" else None  # official: 63² of the 70×70 positions
-    module = ZoomLearnModule(cobi_variant=variant, cobi_max_positions=max_positions, w_spatial=0.2, **SMALL)
+    """Patches are extracted only where they are used; the loss and its gradient do not change."""
+    # paper: 64 sampled prediction positions against every target position; official: its own 63² of 70×70,
+    # whatever cobi_max_positions says
+    module = ZoomLearnModule(cobi_variant=variant, cobi_max_positions=64, w_spatial=0.2, **SMALL)
     generator = torch.Generator().manual_seed(3)
     pred = torch.rand(2, 3, 70, 70, generator=generator, dtype=torch.float64, requires_grad=True)
     target = torch.rand(2, 3, 70, 70, generator=generator, dtype=torch.float64)
-    sampled = module._cobi_rgb(pred, target, torch.Generator().manual_seed(11))
+    sampled, share = module._cobi_term(pred, target, torch.Generator().manual_seed(11), patch_size=10)
     scale = 255.0 if variant == "official" else 1.0
     full = cobi_loss(
         extract_patches(pred * scale, 10),
@@ -61,10 +62,27 @@ def test_cobi_rgb_on_sampled_patches_equals_cobi_on_the_full_patch_maps(variant)
         w_spatial=0.2,
         distance="l2",
         variant=variant,
-        max_positions="auto" if max_positions is None else max_positions,
+        max_positions=64 if variant == "paper" else "auto",
         generator=torch.Generator().manual_seed(11),
     )
     torch.testing.assert_close(sampled, full, rtol=0, atol=0)
     (grad_sampled,) = torch.autograd.grad(sampled, pred)
     (grad_full,) = torch.autograd.grad(full, pred)
     torch.testing.assert_close(grad_sampled, grad_full)
+    assert 0.0 < share.item() <= 1.0
+
+
+def test_vgg_terms_measure_the_spatial_term_in_output_pixels():
+    """CoBi on conv2_2 (stride 2) weighs a one-feature-pixel displacement as two output pixels."""
+    module = ZoomLearnModule(w_spatial=0.3, cobi_max_positions=None, **SMALL)
+    generator = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(1, 8, 6, 6, generator=generator), torch.rand(1, 8, 6, 6, generator=generator)
+    strided, _ = module._cobi_term(pred, target, torch.Generator(), stride=2)
+    expected = cobi_loss(pred, target, w_spatial=0.6, max_positions=None)
+    torch.testing.assert_close(strided, expected)
+
+
+def test_official_vgg_options_need_matching_weights():
+    with pytest.raises(ValueError, match="MatConvNet"):
+        ZoomLearnModule(**{**SMALL, "w_vgg": 1.0, "pretrained": True, "vgg_pooling": "avg"})
+    ZoomLearnModule(**{**SMALL, "w_vgg": 1.0, "vgg_pooling": "avg", "vgg_normalization": "caffe"})  # random weights

@@ -1,7 +1,6 @@
-"""Naive CoBi / CX references: full P×P matrices, plain autograd, written straight from the formulas.
-
-Used by ``tests/ops/test_cobi.py`` and by ``bench/cobi.py`` (the "naive" column). Dense only: to check
-sampling, gather the sampled positions first and pass them as a (B, C, H_g, W_g) map.
+"""Naive CoBi / CX references for ``tests/ops/test_cobi.py``: full matrices, plain autograd, written straight
+from the formulas. The official one is dense only: to check its sampling, gather the sampled positions
+first and pass them as a (B, C, H_g, W_g) map.
 """
 
 from __future__ import annotations
@@ -15,23 +14,33 @@ def _positions(x: Tensor) -> Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-def cobi_paper_reference(pred: Tensor, target: Tensor, w_spatial: float, distance: str) -> Tensor:
-    """Per-sample paper CoBi (B,): (1/P) Σ_i min_j [D(p_i, q_j) + w_s·‖x_i − x_j‖], x = (row, col)/max(H, W)."""
+def cobi_paper_reference(
+    pred: Tensor,
+    target: Tensor,
+    w_spatial: float,
+    distance: str,
+    *,
+    positions: Tensor | None = None,
+    feature_stride: float = 1.0,
+    spatial_units: str = "pixels",
+) -> Tensor:
+    """Per-sample paper CoBi (B,): (1/P) Σ_{i ∈ positions} min_{j ∈ all} [D(p_i, q_j) + w_s·‖x_i − x_j‖],
+    x = stride·(row, col) ("pixels") or (row, col)/max(H, W) ("image")."""
     _, channels, height, width = pred.shape
-    p, q = _positions(pred), _positions(target)
+    every = torch.arange(height * width, device=pred.device)
+    positions = every if positions is None else positions
+    p, q = _positions(pred)[:, positions], _positions(target)
     if distance == "cosine":
-        mu = p.mean(dim=1, keepdim=True)  # per sample
+        mu = p.mean(dim=1, keepdim=True)  # per sample, over the used prediction positions
         p, q = p - mu, q - mu
         p = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         d = (1.0 - p @ q.transpose(1, 2)) / 2.0  # d[b, i, j]
     else:
         d = torch.cdist(p, q, compute_mode="donot_use_mm_for_euclid_dist") / channels**0.5
-    rows = torch.arange(height * width, device=pred.device) // width
-    cols = torch.arange(height * width, device=pred.device) % width
-    x_r = rows.to(pred.dtype) / max(height, width)
-    x_c = cols.to(pred.dtype) / max(height, width)
-    spatial = ((x_r[:, None] - x_r[None, :]) ** 2 + (x_c[:, None] - x_c[None, :]) ** 2).sqrt()
+    scale = feature_stride if spatial_units == "pixels" else 1.0 / max(height, width)
+    y, x = (every // width).to(pred.dtype) * scale, (every % width).to(pred.dtype) * scale
+    spatial = ((y[positions, None] - y[None, :]) ** 2 + (x[positions, None] - x[None, :]) ** 2).sqrt()
     return (d + w_spatial * spatial).min(dim=2).values.mean(dim=1)
 
 

@@ -3,7 +3,17 @@ import math
 import pytest
 import torch
 
-from ops.cobi import CoBiLoss, ContextualLoss, cobi_loss, cobi_loss_at, contextual_loss, sample_positions
+import torch.nn.functional as F
+
+from ops.cobi import (
+    CoBiLoss,
+    ContextualLoss,
+    cobi_loss,
+    cobi_loss_at,
+    contextual_loss,
+    sample_positions,
+    unique_match_share,
+)
 from tests.ops.cobi_reference import cobi_official_reference, cobi_paper_reference, official_similarity
 
 VARIANTS = ("paper", "official")
@@ -83,12 +93,17 @@ def _map(*values: tuple[float, ...]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64).T.reshape(len(values[0]), 1, len(values))[None]
 
 
-@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.5), (0.5, 0.625), (3.0, 1.25)])
-def test_paper_l2_hand_derived(w_spatial: float, expected: float) -> None:
-    # C = 1, H = 1, W = 2: p = (0, 1), q = (1, 3); D_ij = |p_i − q_j|/√1; x = (0, 0), (0, 1/2) → D′ = 1/2 off-diagonal.
-    # i = 0: min(|0−1| + 0, |0−3| + w/2);  i = 1: min(|1−1| + w/2, |1−3| + 0).
-    # w = 0: (1 + 0)/2 = 0.5;  w = 0.5: (1 + 0.25)/2 = 0.625;  w = 3: (1 + min(1.5, 2))/2 = 1.25.
-    loss = cobi_loss(_map((0.0,), (1.0,)), _map((1.0,), (3.0,)), w_spatial=w_spatial, distance="l2")
+@pytest.mark.parametrize(
+    ("w_spatial", "units", "expected"),
+    [(0.0, "pixels", 0.5), (0.5, "pixels", 0.75), (3.0, "pixels", 1.5), (0.5, "image", 0.625), (3.0, "image", 1.25)],
+)
+def test_paper_l2_hand_derived(w_spatial: float, units: str, expected: float) -> None:
+    # C = 1, H = 1, W = 2: p = (0, 1), q = (1, 3); D_ij = |p_i − q_j|/√1; the two positions are 1 pixel apart,
+    # so D′ = δ off-diagonal with δ = 1 ("pixels") or 1/max(H, W) = 1/2 ("image").
+    # i = 0: min(|0−1| + 0, |0−3| + wδ);  i = 1: min(|1−1| + wδ, |1−3| + 0).
+    # pixels: w = 0: (1 + 0)/2;  w = 0.5: (1 + 0.5)/2 = 0.75;  w = 3: (1 + min(3, 2))/2 = 1.5.
+    # image:  w = 0.5: (1 + 0.25)/2 = 0.625;  w = 3: (1 + min(1.5, 2))/2 = 1.25.
+    loss = cobi_loss(_map((0.0,), (1.0,)), _map((1.0,), (3.0,)), w_spatial=w_spatial, distance="l2", spatial_units=units)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
 
 
@@ -98,12 +113,12 @@ def test_paper_l2_is_root_mean_square_per_channel() -> None:
     assert loss.item() == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.25), (0.2, 0.35), (2.0, 0.75)])
+@pytest.mark.parametrize(("w_spatial", "expected"), [(0.0, 0.25), (0.1, 0.35), (1.0, 0.75)])
 def test_paper_cosine_hand_derived(w_spatial: float, expected: float) -> None:
     # p = (1, 0), (−1, 0): μ = 0, p̂ = (1, 0), (−1, 0).  q = (−3, 0), (0, 2): q̂ = (−1, 0), (0, 1).
-    # D = (1 − cos)/2: D(p0, q0) = 1, D(p0, q1) = 1/2, D(p1, q0) = 0, D(p1, q1) = 1/2; D′ = 1/2 off-diagonal.
-    # i = 0: min(1 + 0, 1/2 + w/2);  i = 1: min(0 + w/2, 1/2 + 0).
-    # w = 0: (1/2 + 0)/2;  w = 0.2: (0.6 + 0.1)/2 = 0.35;  w = 2: (1 + 1/2)/2 = 0.75.
+    # D = (1 − cos)/2: D(p0, q0) = 1, D(p0, q1) = 1/2, D(p1, q0) = 0, D(p1, q1) = 1/2; D′ = 1 pixel off-diagonal.
+    # i = 0: min(1 + 0, 1/2 + w);  i = 1: min(0 + w, 1/2 + 0).
+    # w = 0: (1/2 + 0)/2;  w = 0.1: (0.6 + 0.1)/2 = 0.35;  w = 1: (1 + 1/2)/2 = 0.75.
     loss = cobi_loss(_map((1.0, 0.0), (-1.0, 0.0)), _map((-3.0, 0.0), (0.0, 2.0)), w_spatial=w_spatial)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
 
@@ -216,21 +231,110 @@ def test_paper_per_sample_loss_ignores_the_rest_of_the_batch(distance: str) -> N
     torch.testing.assert_close(batch[:1], alone, rtol=1e-12, atol=1e-14)
 
 
-def test_paper_sampling_keeps_true_coordinates() -> None:
+def test_paper_sampling_keeps_true_coordinates_and_searches_the_whole_target() -> None:
     pred, target = _pair(2, 3, 5, 7)
     loss = cobi_loss(pred, target, max_positions=12, generator=torch.Generator().manual_seed(0), reduction="none")
     kept = torch.randperm(35, generator=torch.Generator().manual_seed(0))[:12]
-    # naive: full 35×35 distances (true coordinates) restricted to the sampled rows and columns
+    # naive: full 35×35 distances (true pixel coordinates), the sampled rows, every column
     p = pred.flatten(2).transpose(1, 2)
     q = target.flatten(2).transpose(1, 2)
     mu = p[:, kept].mean(dim=1, keepdim=True)
     p_hat = (p - mu) / (p - mu).norm(dim=-1, keepdim=True)
     q_hat = (q - mu) / (q - mu).norm(dim=-1, keepdim=True)
     d = (1.0 - p_hat @ q_hat.transpose(1, 2)) / 2.0
-    xy = torch.stack([torch.arange(35) // 7, torch.arange(35) % 7], dim=-1).double() / 7.0
+    xy = torch.stack([torch.arange(35) // 7, torch.arange(35) % 7], dim=-1).double()
     combined = d + 0.1 * torch.cdist(xy, xy, compute_mode="donot_use_mm_for_euclid_dist")
-    expected = combined[:, kept][:, :, kept].min(dim=2).values.mean(dim=1)
+    expected = combined[:, kept].min(dim=2).values.mean(dim=1)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+    reference = cobi_paper_reference(pred, target, 0.1, "cosine", positions=kept)
+    torch.testing.assert_close(loss, reference, rtol=1e-12, atol=1e-14)
+    grads = torch.autograd.grad(loss.sum(), (pred, target))
+    expected_grads = torch.autograd.grad(reference.sum(), (pred, target))
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
+
+
+def _smooth_texture(channels: int, side: int, seed: int, coarse: int = 12, margin: int = 16) -> torch.Tensor:
+    """A smooth random texture (1, C, side + 2·margin, …): bicubic upsampling of Gaussian noise on a coarse grid."""
+    noise = _features(1, channels, coarse, coarse, seed=seed)
+    return F.interpolate(noise, size=(side + 2 * margin,) * 2, mode="bicubic", align_corners=False)
+
+
+def _diagonal_shift(texture: torch.Tensor, side: int, shift: int, margin: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction, target) = the central side×side window and the same window moved ``shift`` px diagonally."""
+    window = slice(margin, margin + side)
+    moved = slice(margin + shift, margin + shift + side)
+    return texture[..., window, window], texture[..., moved, moved]
+
+
+@pytest.mark.parametrize("w_spatial", [0.0, 0.1])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_paper_sampling_does_not_shrink_the_search(distance: str, w_spatial: float) -> None:
+    # 6.25 % of the prediction positions (the paper config samples 16384 of 512²): each sampled feature still
+    # finds its match among all target positions, so the sampled loss estimates the exact one. Sampling the
+    # target alike (what the TF graph does, and this code did before) leaves each feature 6.25 % of the
+    # target to match against: under a 1-px shift its CX is ~30× the exact one.
+    texture = _smooth_texture(16, 64, seed=2)
+    pred, target = _diagonal_shift(texture, 64, 1)
+    exact = cobi_loss(pred, target, w_spatial=w_spatial, distance=distance, max_positions=None).item()
+    sampled = cobi_loss(
+        pred, target, w_spatial=w_spatial, distance=distance, max_positions=256,
+        generator=torch.Generator().manual_seed(0),
+    ).item()
+    assert exact > 0
+    assert exact / 1.5 <= sampled <= 1.5 * exact
+    if w_spatial == 0:
+        kept = sample_positions(64, 64, 256, torch.Generator().manual_seed(0), pred.device)
+        gather = lambda x: x.flatten(2)[..., kept].reshape(1, 16, 16, 16)  # noqa: E731
+        shrunken = cobi_paper_reference(gather(pred), gather(target), 0.0, distance).item()
+        assert shrunken > 10.0 * exact
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_spatial_units_pixels_scale_with_the_feature_stride(distance: str) -> None:
+    pred, target = _features(2, 4, 6, 7), _features(2, 4, 6, 7, seed=1)
+    strided = cobi_loss(pred, target, w_spatial=0.05, distance=distance, feature_stride=4.0, reduction="none")
+    scaled_weight = cobi_loss(pred, target, w_spatial=0.2, distance=distance, reduction="none")
+    torch.testing.assert_close(strided, scaled_weight, rtol=1e-12, atol=1e-14)
+    image = cobi_loss(pred, target, w_spatial=0.7, distance=distance, spatial_units="image", reduction="none")
+    pixels = cobi_loss(pred, target, w_spatial=0.1, distance=distance, reduction="none")  # 0.7/max(6, 7) = 0.1
+    torch.testing.assert_close(image, pixels, rtol=1e-12, atol=1e-14)
+
+
+def test_unique_match_share_counts_distinct_targets() -> None:
+    matches = torch.tensor([[0, 1, 2, 3], [5, 5, 5, 1], [7, 7, 2, 2]])
+    torch.testing.assert_close(unique_match_share(matches), torch.tensor([1.0, 0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"\(B, P\)"):
+        unique_match_share(torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_matches_are_the_naive_nearest_neighbours_and_cobi_is_more_one_to_one_than_cx(distance: str) -> None:
+    # a prediction that is a blurred, noisy version of the target moved by 1 px (as a network's output is)
+    texture = _smooth_texture(3, 32, seed=5)
+    target = texture[..., 17:49, 17:49]
+    blurred = F.avg_pool2d(F.pad(texture, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    pred = blurred[..., 16:48, 16:48] + 0.05 * _features(1, 3, 32, 32, seed=9)
+    positions = torch.arange(32 * 32)
+    xy = torch.stack([positions // 32, positions % 32], dim=-1).double()
+    p, q = pred.flatten(2).transpose(1, 2), target.flatten(2).transpose(1, 2)
+    if distance == "cosine":
+        mu = p.mean(dim=1, keepdim=True)
+        d = (1 - F.normalize(p - mu, dim=-1) @ F.normalize(q - mu, dim=-1).transpose(1, 2)) / 2
+    else:
+        d = torch.cdist(p, q) / 3**0.5
+    shares = []
+    for w_spatial in (0.0, 0.1, 1.0):
+        _, matches = cobi_loss_at(
+            pred.flatten(2), target.flatten(2), positions, (32, 32), w_spatial=w_spatial, distance=distance,
+            return_matches=True,
+        )
+        naive = (d + w_spatial * torch.cdist(xy, xy)).argmin(dim=-1)  # the arg-min of Eq. (2), full matrix
+        assert matches.shape == (1, 1024) and (matches == naive).double().mean() > 0.999
+        shares.append(unique_match_share(matches).item())
+    cx, cobi, strong = shares
+    # the paper: 43.7 % (CX) vs 93.9 % (CoBi) one-to-one matches
+    assert cx < 0.75 and cx + 0.1 < cobi < strong and strong > 0.95, shares
 
 
 # ------------------------------------------------------------------------------- modules, reduction
@@ -321,8 +425,9 @@ def test_loss_at_sampled_positions_equals_the_loss_on_full_maps(variant: str, di
     )
     positions = sample_positions(12, 10, 49, torch.Generator().manual_seed(7), pred.device)
     assert positions.shape == (49,) and positions.unique().numel() == 49 and positions.max() < 120
+    target_vectors = target.flatten(2) if variant == "paper" else target.flatten(2)[..., positions]
     loss_at = cobi_loss_at(
-        pred.flatten(2)[..., positions], target.flatten(2)[..., positions], positions, (12, 10),
+        pred.flatten(2)[..., positions], target_vectors, positions, (12, 10),
         w_spatial=0.3, distance=distance, variant=variant,
     )
     torch.testing.assert_close(loss_at, loss_full, rtol=0, atol=0)
@@ -340,7 +445,38 @@ def test_sample_positions_keeps_every_position_of_a_small_grid_in_order() -> Non
 def test_loss_at_rejects_mismatched_vectors_and_non_square_official_samples() -> None:
     positions = torch.arange(0, 20, 2)
     vectors = _features(1, 3, 10)
-    with pytest.raises(ValueError, match=r"\(B, C, 10\)"):
-        cobi_loss_at(vectors, _features(1, 3, 9), positions, (4, 5))
+    with pytest.raises(ValueError, match=r"target \(B, C, 20\) at every H·W position"):
+        cobi_loss_at(vectors, vectors, positions, (4, 5))
+    with pytest.raises(ValueError, match=r"target \(B, C, 10\) at the P positions"):
+        cobi_loss_at(vectors, _features(1, 3, 9), positions, (4, 5), variant="official", w_spatial=0.1)
     with pytest.raises(ValueError, match="square grid"):
         cobi_loss_at(vectors, vectors, positions, (4, 5), variant="official", w_spatial=0.1)
+
+
+# -------------------------------------------------- numbers from outside our code: reference §1.11
+#: The official graph's loss on 48×48 smooth textures against the same texture moved s px diagonally, as
+#: measured with an independent numpy restatement of the TF code (reference zoom_learn_zoom.md §1.11):
+#: {(distance, w_s): [loss at s = 0, 1, 2, 8]}. RGB-L2 on 3 channels × 255 (the RGB path of the official
+#: code), cosine on multi-channel features.
+REFERENCE_TABLE = {
+    ("l2", 0.0): [0.000, 0.039, 0.080, 0.302],
+    ("l2", 0.1): [0.000, 0.140, 0.177, 0.378],
+    ("l2", 0.5): [0.000, 0.691, 0.692, 0.693],
+    ("cosine", 0.0): [0.001, 0.043, 0.086, 0.358],
+    ("cosine", 0.1): [0.001, 0.144, 0.182, 0.423],
+    ("cosine", 0.5): [0.001, 0.686, 0.691, 0.693],
+}
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_official_variant_reproduces_the_reference_behaviour_table(distance: str) -> None:
+    channels, scale = (3, 255.0) if distance == "l2" else (16, 1.0)
+    texture = scale * _smooth_texture(channels, 48, seed=1).float()
+    for w_spatial in (0.0, 0.1, 0.5):
+        for shift, expected in zip((0, 1, 2, 8), REFERENCE_TABLE[(distance, w_spatial)]):
+            loss = cobi_loss(
+                *_diagonal_shift(texture, 48, shift), w_spatial=w_spatial, distance=distance, variant="official",
+                max_positions=None,
+            ).item()
+            tolerance = 0.005 if shift <= 2 else 0.03  # the texture statistics matter more for large shifts
+            assert loss == pytest.approx(expected, abs=tolerance), (w_spatial, shift)
