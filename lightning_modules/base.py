@@ -27,3 +27,8 @@ class ZoomModule(LightningModule):
         self.zoom = zoom
         self.in_channels = in_channels
         self.patch_size = patch_size
+
+    def metric_goals(self) -> dict[str, str]:
+        """The direction of each validation metric this module logs, by name: ``"max"`` or ``"min"``
+        (used for the best-value summaries of :class:`~lightning_modules.callbacks.WandbBestSummaries`)."""
+        return {}

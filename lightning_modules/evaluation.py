@@ -126,6 +126,14 @@ class ImageQualityMetrics(nn.Module):
             device = next(iter(self.accumulators.values())).device
             self.lpips_net = build_lpips(self.pretrained).to(device)
 
+    def goals(self, stage: str) -> dict[str, str]:
+        """``{"{stage}/{metric}{comparison}": "max" | "min"}``: PSNR and SSIM are better higher, LPIPS lower."""
+        return {
+            f"{stage}/{name}{comparison}": "min" if name == self.lpips_name else "max"
+            for name in self.names
+            for comparison in self.comparisons
+        }
+
     def update(self, stage: str, comparison: str, image: Tensor, reference: Tensor) -> dict[str, Metric]:
         """Accumulate one batch; returns the accumulators by logged key, for ``LightningModule.log_dict``."""
         if comparison not in self.comparisons:

@@ -206,6 +206,9 @@ class ZoomLearnModule(ZoomModule):
         own = self.state_dict()
         checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN_PREFIXES)})
 
+    def metric_goals(self) -> dict[str, str]:
+        return {**self.quality.goals("val"), "val/loss": "min", "val/cobi_unique_match": "max"}
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
         decay, steps = self.hparams.lr_decay, self.hparams.lr_decay_steps

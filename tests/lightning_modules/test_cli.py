@@ -14,6 +14,7 @@ from PIL import Image
 
 from datamodules import SRRAWDataModule
 from lightning_modules import ZoomLearnModule
+from lightning_modules.callbacks import ImagePanelLogger
 from lightning_modules.cli import cli_main
 from tests.conftest import CONFIGS, tiny_run_args
 
@@ -89,6 +90,8 @@ def test_fit_logs_metrics_config_and_panels_to_an_offline_wandb_run(fitted_run, 
     for name in ("val/psnr", "val/psnr_aligned", "val/psnr_bicubic", "val/ssim", "val/lpips_random_backbone", "train/loss"):
         assert name in metrics and math.isfinite(float(metrics[name])), name
     assert "val/lpips" not in metrics  # a random backbone never reports under the real name
+    assert set(cli.model.metric_goals()) <= set(metrics)  # the W&B summaries name metrics that exist
+    assert 0 < float(metrics["val/cobi_unique_match"]) <= 1
     assert float(metrics["val/psnr_aligned"]) >= float(metrics["val/psnr"]) - 1e-4  # alignment can only help
     runs = glob.glob(str(run_dir / "wandb" / "offline-run-*"))
     assert len(runs) == 1
@@ -96,10 +99,18 @@ def test_fit_logs_metrics_config_and_panels_to_an_offline_wandb_run(fitted_run, 
     saved = yaml.safe_load((files / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "lightning_modules.ZoomLearnModule"
     assert saved["data"]["init_args"]["root"] == str(srraw_root)
-    panels = glob.glob(str(files / "media" / "images" / "val" / "panels_*.png"))
-    assert panels, "image panels were not logged"
-    width, height = Image.open(panels[0]).size
-    assert width == 4 * height  # input | output | target | |error|
+    # the PNGs W&B stores are the composed panels, pixel for pixel, and they show images (not black)
+    panels = sorted(glob.glob(str(files / "media" / "images" / "val" / "panels_*.png")))
+    callback = next(c for c in cli.trainer.callbacks if isinstance(c, ImagePanelLogger))
+    assert len(panels) == len(callback.last_panels) >= 2  # one per validation sample, up to num_samples
+    for path in panels:
+        logged = np.asarray(Image.open(path).convert("RGB"))
+        assert logged.shape[1] == 4 * logged.shape[0]  # input | output | target | |error|
+        assert any(np.array_equal(logged, panel) for panel in callback.last_panels)
+        width = logged.shape[1] // 4
+        for tile in range(3):  # input, output and target tiles carry the scene
+            pixels = logged[:, tile * width : (tile + 1) * width].astype(float)
+            assert 20 < pixels.mean() < 235 and pixels.std() > 5, (path, tile)
     assert list(Path(runs[0]).glob("*.wandb"))
 
 
@@ -119,6 +130,12 @@ def test_validate_test_predict_from_the_checkpoint(fitted_run, srraw_root, tmp_p
     args = tiny_run_args(srraw_root, tmp_path, logger="csv")
     validated = cli_main(["validate", *args, "--ckpt_path", checkpoint])
     assert math.isfinite(float(validated.trainer.callback_metrics["val/psnr"]))
+    # without W&B the panels are PNG files in the run's folder
+    callback = next(c for c in validated.trainer.callbacks if isinstance(c, ImagePanelLogger))
+    written = sorted(Path(validated.trainer.logger.log_dir, "panels").glob("val_epoch0_sample*.png"))
+    assert len(written) == len(callback.last_panels) >= 2
+    for path, panel in zip(written, callback.last_panels):
+        assert np.array_equal(np.asarray(Image.open(path)), panel)
     tested = cli_main(["test", *args, "--ckpt_path", checkpoint])
     assert math.isfinite(float(tested.trainer.callback_metrics["test/ssim"]))
     predicted = cli_main(
