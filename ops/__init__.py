@@ -1,5 +1,6 @@
 """Tensor operators (no Lightning, no file I/O): Bayer handling, image geometry and registration, patch and
-VGG features, CoBi/CX, translation search."""
+VGG features, CoBi/CX, translation search, deformable convolution and AdaSTN, Ref↔LR patch matching,
+sliced Wasserstein."""
 
 from ops.bayer import (
     BAYER_PATTERNS,
@@ -24,9 +25,12 @@ from ops.cobi import (
     sample_positions,
     unique_match_share,
 )
+from ops.deform import AdaSTN, DeformConv2d, deform_conv2d
 from ops.geometry import downscale, inner_box, map_points, pixel_grid, sample_bicubic, scale_map, warp_image
+from ops.matching import PatchMatcher, index_to_offsets, match_offsets, match_patches, upsample_offsets
 from ops.patches import PatchFeatures, extract_patches, extract_patches_at
 from ops.registration import SimilarityRegistration, masked_correlation, register_similarity
+from ops.sliced_wasserstein import SlicedWassersteinLoss, sliced_wasserstein
 from ops.translation_search import TranslationSearch, translation_search
 from ops.vgg import VGG19_LAYERS, VGG19_STRIDES, VGG19Features
 
@@ -67,5 +71,15 @@ __all__ = [
     "CoBiLoss",
     "ContextualLoss",
     "translation_search",
+    "deform_conv2d",
+    "DeformConv2d",
+    "AdaSTN",
+    "match_patches",
+    "index_to_offsets",
+    "match_offsets",
+    "upsample_offsets",
+    "PatchMatcher",
+    "sliced_wasserstein",
+    "SlicedWassersteinLoss",
     "TranslationSearch",
 ]
