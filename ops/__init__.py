@@ -1,6 +1,6 @@
 """Tensor operators (no Lightning, no file I/O): Bayer handling, image geometry and registration, patch and
-VGG features, CoBi/CX, translation search, deformable convolution and AdaSTN, Ref↔LR patch matching,
-sliced Wasserstein."""
+VGG features, CoBi/CX, translation search, local shifts, deformable convolution and AdaSTN, Ref↔LR patch
+matching, sliced Wasserstein, correlation, optical flow and backward warping, Haar wavelets."""
 
 from ops.bayer import (
     BAYER_PATTERNS,
@@ -25,14 +25,19 @@ from ops.cobi import (
     sample_positions,
     unique_match_share,
 )
+from ops.correlation import Correlation, correlation
 from ops.deform import AdaSTN, DeformConv2d, deform_conv2d
+from ops.flow import ClassicalFlow, FlowEstimator, PWCNet, RAFTFlow, build_flow_estimator
 from ops.geometry import downscale, inner_box, map_points, pixel_grid, sample_bicubic, scale_map, warp_image
+from ops.local_shifts import local_shifts
 from ops.matching import PatchMatcher, index_to_offsets, match_offsets, match_patches, upsample_offsets
 from ops.patches import PatchFeatures, extract_patches, extract_patches_at
 from ops.registration import SimilarityRegistration, masked_correlation, register_similarity
 from ops.sliced_wasserstein import SlicedWassersteinLoss, sliced_wasserstein
 from ops.translation_search import TranslationSearch, translation_search
 from ops.vgg import VGG19_LAYERS, VGG19_STRIDES, VGG19Features
+from ops.warp import BackwardWarp, backward_warp
+from ops.wavelet import HaarDWT, HaarIWT, haar_dwt, haar_iwt
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -81,5 +86,19 @@ __all__ = [
     "PatchMatcher",
     "sliced_wasserstein",
     "SlicedWassersteinLoss",
+    "local_shifts",
+    "correlation",
+    "Correlation",
+    "backward_warp",
+    "BackwardWarp",
+    "haar_dwt",
+    "haar_iwt",
+    "HaarDWT",
+    "HaarIWT",
+    "FlowEstimator",
+    "PWCNet",
+    "RAFTFlow",
+    "ClassicalFlow",
+    "build_flow_estimator",
     "TranslationSearch",
 ]
