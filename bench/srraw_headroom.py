@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
         num_workers=0,
         seed=args.seed,
         crops_per_pair=args.crops,
-        decoded_files=64,
     )
     data.prepare_data()
     data.setup("fit")

@@ -303,9 +303,19 @@ class ZoomLearnModule(ZoomModule):
 
     # ------------------------------------------------------------------ white balance
     def _network_input(self, batch: Mapping[str, Any]) -> Tensor:
-        """The packed input, multiplied by the input shot's gains (R, G, B, G) with ``white_balance="input"``."""
+        """The packed input, multiplied by the input shot's gains (R, G, B, G) with ``white_balance="input"``.
+
+        Those gains must be the camera's as-shot multipliers (``wb_source`` "camera"): gains measured on
+        rendered images (SR-RAW's ``wb.txt``) are another quantity and do not belong on the raw.
+        """
         if self.hparams.white_balance == "target":
             return batch["input"]
+        sources = set(batch.get("wb_source", ["camera"]))
+        if sources != {"camera"}:
+            raise ValueError(
+                f"white_balance='input' multiplies the raw by the camera's as-shot gains, but the data's gains come "
+                f"from {sorted(sources)}; set the DataModule's wb_source: camera"
+            )
         gains = batch["wb_input"].to(batch["input"].dtype)
         return batch["input"] * gains[:, [0, 1, 2, 1], None, None]
 

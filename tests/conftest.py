@@ -27,11 +27,17 @@ def _cli_argv(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def srraw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four simulated SR-RAW scenes (512×384, 7 focal lengths), preprocessed once per test session."""
+    """Four simulated SR-RAW scenes (512×384, 7 focal lengths) from a camera unlike the simulator's defaults:
+    GBRG 12-bit raws, JPGs cropped 8 px from the sensor image, half the scenes in portrait, 3 px of
+    perspective change between shots."""
     from datamodules.simulate import SRRAWSimulation, simulate_srraw
 
     root = tmp_path_factory.mktemp("srraw") / "SR-RAW"
-    simulate_srraw(root, SRRAWSimulation(scenes=4, width=512, height=384, seed=7), progress=False)
+    config = SRRAWSimulation(
+        scenes=4, width=512, height=384, seed=7, cfa_pattern="GBRG", bit_depth=12, jpeg_border=8,
+        portrait_fraction=0.5, max_perspective_px=3.0,
+    )
+    simulate_srraw(root, config, progress=False)
     return root
 
 

@@ -24,16 +24,19 @@ JPG_EXTENSIONS = (".jpg", ".jpeg")
 
 _FOCAL_LENGTH_TAG = ExifTags.Base.FocalLength  # 37386
 _ORIENTATION_TAG = ExifTags.Base.Orientation  # 274
+_MAKE_TAG, _MODEL_TAG = ExifTags.Base.Make, ExifTags.Base.Model  # 271, 272
 
 
 @dataclass(frozen=True)
 class JpgMetadata:
-    """Size, EXIF focal length (mm, ``None`` when absent) and EXIF orientation (1 when absent) of a JPG."""
+    """Size (H, W), EXIF focal length (mm, ``None`` when absent), EXIF orientation (1 when absent) and the
+    camera (EXIF Make and Model, ``""`` when absent) of a JPG."""
 
     path: Path
     size: tuple[int, int]
     focal_length: float | None
     orientation: int
+    camera: str = ""
 
 
 
@@ -57,7 +60,7 @@ def read_jpg(path: str | Path) -> np.ndarray:
 
 
 def read_jpg_metadata(path: str | Path) -> JpgMetadata:
-    """Size, EXIF focal length and EXIF orientation of the JPG at ``path`` (pixels are not decoded)."""
+    """Size, EXIF focal length, orientation and camera of the JPG at ``path`` (pixels are not decoded)."""
     path = Path(path)
     with _open_jpg(path) as image:
         exif = image.getexif()
@@ -69,4 +72,7 @@ def read_jpg_metadata(path: str | Path) -> JpgMetadata:
         focal = None
     if focal is not None and not focal > 0:
         focal = None
-    return JpgMetadata(path=path, size=(height, width), focal_length=focal, orientation=int(exif.get(_ORIENTATION_TAG, 1)))
+    camera = " ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in (_MAKE_TAG, _MODEL_TAG)).strip()
+    return JpgMetadata(
+        path=path, size=(height, width), focal_length=focal, orientation=int(exif.get(_ORIENTATION_TAG, 1)), camera=camera
+    )

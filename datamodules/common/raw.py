@@ -64,13 +64,14 @@ def _libraw_message(error: Exception) -> str:
     return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
 
 
-def _open_raw(path: Path) -> rawpy.RawPy:
+def _open_raw(path: Path, unpack: bool = True) -> rawpy.RawPy:
     if not path.is_file():
         raise DatasetError(f"{path}: raw file does not exist")
     raw = rawpy.RawPy()
     try:
         raw.open_file(str(path))
-        raw.unpack()
+        if unpack:
+            raw.unpack()
     except rawpy.LibRawError as error:
         raw.close()
         raise DatasetError(f"{path}: cannot read raw file ({_libraw_message(error)})") from error
@@ -116,13 +117,22 @@ def _metadata(raw: rawpy.RawPy, path: Path) -> RawMetadata:
 
 
 def read_raw_metadata(path: str | Path) -> RawMetadata:
-    """Metadata of the raw file at ``path`` (see :class:`RawMetadata`)."""
+    """Metadata of the raw file at ``path`` (see :class:`RawMetadata`), read without decoding the pixels.
+
+    LibRaw knows most of it from the file's header; for formats whose black levels are only set while
+    the pixels are unpacked (they read 0 before), the file is opened again and unpacked.
+    """
     path = Path(path)
-    raw = _open_raw(path)
-    try:
-        return _metadata(raw, path)
-    finally:
-        raw.close()
+    for unpack in (False, True):
+        raw = _open_raw(path, unpack=unpack)
+        try:
+            if unpack or any(raw.black_level_per_channel):
+                return _metadata(raw, path)
+        except rawpy.LibRawError as error:  # rawpy unpacks on demand when a property needs the pixels
+            raise DatasetError(f"{path}: cannot read raw file ({_libraw_message(error)})") from error
+        finally:
+            raw.close()
+    raise AssertionError("the unpacked pass returns")
 
 
 def read_raw_mosaic(path: str | Path) -> tuple[RawMetadata, np.ndarray]:

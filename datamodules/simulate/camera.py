@@ -5,10 +5,11 @@ Optics and sensor, for the scene's linear sRGB ``s`` (3, H, W) seen by one shot:
     s' = G_σ * s                          lens + anti-aliasing filter: Gaussian PSF of σ pixels
     x = M⁻¹ · (e · τ ⊙ s') / g            camera RGB, normalised to [0, 1] (then the RGGB mosaic of it)
     x̃ = x + sqrt(shot·x + read²) · n      n ~ N(0, 1): Gaussian approximation of Poisson-Gaussian noise
-    raw = clip(round(black + x̃·(white − black)), black, white)      uint16, 14 bit
+    raw = clip(round(black + x̃·(white − black)), black, white)      uint16, 12 or 14 bit (:data:`SENSOR_LEVELS`)
 
 with exposure ``e``, per-channel tint ``τ``, white-balance gains ``g`` (R, 1, B) (the illuminant
-cast the camera's white balance removes) and ``M`` = :data:`CAMERA_TO_SRGB`.
+cast the camera's white balance removes) and ``M`` = :data:`CAMERA_TO_SRGB`, sampled on a 2×2 CFA of any of
+the four Bayer orders (RGGB by default).
 
 ISP (the camera JPG)::
 
@@ -41,6 +42,7 @@ __all__ = [
     "BLACK_LEVEL",
     "WHITE_LEVEL",
     "CFA_PATTERN",
+    "SENSOR_LEVELS",
     "SRGB_TO_CAMERA",
     "CAMERA_TO_SRGB",
     "XYZ_TO_SRGB",
@@ -57,6 +59,8 @@ CAMERA_MODEL = "SR-RAW simulator"
 BLACK_LEVEL = 512
 WHITE_LEVEL = 16383
 CFA_PATTERN = "RGGB"
+#: (black, white) level of the raw by bit depth (Sony's 12- and 14-bit levels).
+SENSOR_LEVELS = {12: (128, 4095), 14: (BLACK_LEVEL, WHITE_LEVEL)}
 
 #: Linear sRGB → camera RGB: how the sensor's colour filters mix the scene's primaries. Non-negative,
 #: rows summing to 1 (a white scene gives a neutral camera signal before the illuminant cast).
@@ -107,19 +111,26 @@ def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
 
 
 def capture_mosaic(
-    scene_rgb: Tensor, photometry: ShotPhotometry, shot_noise: float, read_noise: float, rng: np.random.Generator
+    scene_rgb: Tensor,
+    photometry: ShotPhotometry,
+    shot_noise: float,
+    read_noise: float,
+    rng: np.random.Generator,
+    pattern: str = CFA_PATTERN,
+    black_level: int = BLACK_LEVEL,
+    white_level: int = WHITE_LEVEL,
 ) -> np.ndarray:
-    """The raw RGGB mosaic (H, W) uint16 of a linear sRGB scene (3, H, W) (see the module docstring)."""
+    """The raw mosaic (H, W) uint16 of a linear sRGB scene (3, H, W) on the CFA ``pattern`` (module docstring)."""
     if scene_rgb.dim() != 3 or scene_rgb.shape[0] != 3:
         raise ValueError(f"expected a linear RGB image (3, H, W), got {tuple(scene_rgb.shape)}")
     drift = photometry.exposure * torch.tensor(photometry.tint, dtype=torch.float64)
     mixing = torch.from_numpy(SRGB_TO_CAMERA) * drift[None, :] / torch.tensor(photometry.wb_gains)[:, None]
     camera = torch.einsum("ij,jhw->ihw", mixing.to(scene_rgb.dtype), scene_rgb)
-    signal = mosaic_rgb(camera, CFA_PATTERN).numpy().astype(np.float32)
+    signal = mosaic_rgb(camera, pattern).numpy().astype(np.float32)
     noise = rng.standard_normal(signal.shape, dtype=np.float32)
     signal += np.sqrt(shot_noise * np.clip(signal, 0.0, None) + read_noise**2) * noise
-    levels = np.rint(BLACK_LEVEL + signal * (WHITE_LEVEL - BLACK_LEVEL))
-    return np.clip(levels, BLACK_LEVEL, WHITE_LEVEL).astype(np.uint16)
+    levels = np.rint(black_level + signal * (white_level - black_level))
+    return np.clip(levels, black_level, white_level).astype(np.uint16)
 
 
 def camera_isp(
@@ -128,8 +139,11 @@ def camera_isp(
     gamma: float = 2.2,
     luma_denoise: float = 0.0,
     chroma_denoise: float = 0.0,
+    pattern: str = CFA_PATTERN,
+    black_level: int = BLACK_LEVEL,
+    white_level: int = WHITE_LEVEL,
 ) -> np.ndarray:
-    """The camera's rendering of a raw RGGB mosaic (H, W) → 8-bit sRGB (H, W, 3).
+    """The camera's rendering of a raw mosaic (H, W) on the CFA ``pattern`` → 8-bit sRGB (H, W, 3).
 
     demosaic (bilinear) → (x − black)/(white − black) → white balance → :data:`CAMERA_TO_SRGB` →
     clip to [0, 1] → x^(1/γ) → noise reduction (σ in pixels, 0 = off; module docstring) → round to 8 bit.
@@ -139,7 +153,7 @@ def camera_isp(
     if luma_denoise < 0 or chroma_denoise < 0:
         raise ValueError(f"noise reduction σ must be ≥ 0, got luma {luma_denoise} and chroma {chroma_denoise}")
     mosaic = torch.from_numpy(raw.astype(np.float32))[None, None]
-    linear = normalize_levels(demosaic(mosaic, CFA_PATTERN)[0], BLACK_LEVEL, WHITE_LEVEL)
+    linear = normalize_levels(demosaic(mosaic, pattern)[0], black_level, white_level)
     colour = torch.from_numpy(CAMERA_TO_SRGB * np.asarray(wb_gains)[None, :]).float()
     srgb = torch.einsum("ij,jhw->ihw", colour, linear).clamp_(0.0, 1.0)
     encoded = _noise_reduction(gamma_compress(srgb, gamma), luma_denoise, chroma_denoise)

@@ -18,13 +18,22 @@ class SRRAWSimulation:
 
     Args:
         scenes: Number of scene folders (``00001`` … ``%05d``).
-        width, height: Sensor size in Bayer pixels (even numbers); JPGs have the same size.
+        width, height: Sensor size in Bayer pixels (even numbers).
+        cfa_pattern: The sensor's 2×2 colour filter order (raster order), one of RGGB, BGGR, GRBG, GBRG.
+        bit_depth: 12 (levels 128…4095) or 14 (512…16383) bit raws.
+        jpeg_border: Pixels the camera cuts from every side of the sensor image for its JPG, as real
+            cameras do (e.g. a 6048×4024 sensor and a 6000×4000 JPG): the JPG is a centred crop of the
+            sensor, (W − 2b) × (H − 2b), not a rescaled copy.
+        portrait_fraction: Share of the scenes shot in portrait: raw and JPG keep the sensor's pixel order
+            and record EXIF/DNG Orientation 6 (or 8), as cameras do.
         seed: Base seed of the whole session.
         focal_lengths: Nominal focal lengths written to EXIF, longest first.
         max_scale_deviation: Largest relative deviation of the true magnification from the nominal
             (EXIF) focal length, the source of the paper's "scale offset".
         max_rotation_deg, max_translation_px: Largest per-shot rotation (degrees) and translation
             (pixels of that shot) of the camera between shots.
+        max_perspective_px: Largest displacement (pixels, at the frame's corners) of the perspective
+            change of a camera that turned between shots: a homography a similarity cannot fit.
         max_warp_px: Largest amplitude of the smooth, spatially varying warp per shot (pixels).
         max_exposure_drift, max_tint_drift: Largest relative per-shot exposure and per-channel
             colour drift.
@@ -45,11 +54,16 @@ class SRRAWSimulation:
     scenes: int = 10
     width: int = 1024
     height: int = 768
+    cfa_pattern: Literal["RGGB", "BGGR", "GRBG", "GBRG"] = "RGGB"
+    bit_depth: Literal[12, 14] = 14
+    jpeg_border: int = 8
+    portrait_fraction: float = 0.2
     seed: int = 0
     focal_lengths: tuple[float, ...] = field(default=(240.0, 150.0, 100.0, 70.0, 50.0, 35.0, 24.0))
     max_scale_deviation: float = 0.03
     max_rotation_deg: float = 0.5
     max_translation_px: float = 6.0
+    max_perspective_px: float = 2.0
     max_warp_px: float = 0.4
     max_exposure_drift: float = 0.06
     max_tint_drift: float = 0.03

@@ -3,7 +3,7 @@
 Tags (IFD0, tifffile ``photometric='cfa'``): DNGVersion 1.4, CFARepeatPatternDim (2, 2), CFAPattern
 (0, 1, 1, 2) = RGGB, BlackLevelRepeatDim (2, 2) + four BlackLevel values, WhiteLevel, AsShotNeutral
 = 1/gains, ColorMatrix1 (XYZ → camera) with CalibrationIlluminant1 = 21 (D65), UniqueCameraModel,
-Make, Model and FocalLength (tag 37386). rawpy then gives ``raw_image`` = the mosaic,
+Make, Model, Orientation and FocalLength (tag 37386). rawpy then gives ``raw_image`` = the mosaic,
 ``raw_pattern`` [[0, 1], [3, 2]], ``camera_whitebalance`` = gains, ``other.focal_length`` = the focal.
 """
 
@@ -38,11 +38,13 @@ def write_dng(
     wb_gains: tuple[float, float, float],
     xyz_to_camera: np.ndarray,
     focal_length: float,
+    orientation: int = 1,
 ) -> None:
     """Write a uint16 Bayer mosaic (H, W) to ``path`` as a DNG.
 
     ``wb_gains`` should be multiples of 1/10000 so that AsShotNeutral = 1/gains is stored exactly
-    (as the rational 10000/(10000·g)).
+    (as the rational 10000/(10000·g)). ``orientation`` is the TIFF/EXIF Orientation tag (1: as stored,
+    6/8: shot in portrait); the mosaic stays in the sensor's order.
     """
     if mosaic.dtype != np.uint16 or mosaic.ndim != 2:
         raise ValueError(f"expected a uint16 mosaic (H, W), got {mosaic.dtype} of shape {mosaic.shape}")
@@ -57,6 +59,7 @@ def write_dng(
         (50708, "s", 0, f"{CAMERA_MAKE} {CAMERA_MODEL}", True),  # UniqueCameraModel
         (271, "s", 0, CAMERA_MAKE, True),  # Make
         (272, "s", 0, CAMERA_MODEL, True),  # Model
+        (274, "H", 1, orientation, True),  # Orientation
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, "B", 4, tuple(_CFA_CODES[c] for c in pattern), True),  # CFAPattern
         (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor

@@ -7,11 +7,13 @@ The reference pixel ``u`` appears in shot k at
 
     q = p + w_k(p),    p = A_k · u    (homogeneous),
 
-* ``A_k = ref_to_shot`` is the similarity ``p = c + s·R(θ)·(u − c) + t`` about the optical centre
-  ``c = ((W − 1)/2, (H − 1)/2)``, with ``s`` = true focal of k / true focal of 00001 (the
+* ``A_k = ref_to_shot`` is the homography ``p = c + s·R(θ)·v/(1 + κ·v) + t``, v = u − c, about the
+  optical centre ``c = ((W − 1)/2, (H − 1)/2)``, with ``s`` = true focal of k / true focal of 00001 (the
   field-of-view scale, < 1 for wider shots), ``R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]]`` in (x, y)
-  with y pointing down (a positive angle turns the content clockwise on screen) and ``t`` the
-  translation in shot-k pixels;
+  with y pointing down (a positive angle turns the content clockwise on screen), ``t`` the
+  translation in shot-k pixels and ``κ = (κ_x, κ_y)`` (1/pixel) the perspective of a camera that
+  turned between the shots: it moves a point at distance d from the centre by about d²·|κ| pixels
+  (0 gives a similarity);
 * ``w_k`` is a smooth displacement in shot-k pixels, a sum of sinusoids
   ``w_k(p) = Σ_j a_j · d_j · sin(2π(f_jx·p_x/W + f_jy·p_y/H) + φ_j)``
   (amplitude ``a_j`` px, unit direction ``d_j``, frequency ``f_j`` in cycles per frame, phase ``φ_j``).
@@ -72,6 +74,7 @@ class ShotGeometry:
         scale: Field-of-view scale ``s`` = true focal / reference true focal.
         rotation_deg: Rotation θ (degrees).
         translation_px: Translation ``t`` (pixels of this shot).
+        perspective: Perspective ``κ`` (1/pixel, reference pixels).
         warp: Components of the smooth warp ``w``.
     """
 
@@ -80,6 +83,7 @@ class ShotGeometry:
     scale: float
     rotation_deg: float = 0.0
     translation_px: tuple[float, float] = (0.0, 0.0)
+    perspective: tuple[float, float] = (0.0, 0.0)
     warp: tuple[WarpComponent, ...] = ()
 
     @property
@@ -93,14 +97,18 @@ class ShotGeometry:
         return 1.0 / self.scale
 
     def ref_to_shot(self) -> np.ndarray:
-        """The 3×3 similarity ``A`` mapping homogeneous reference pixels to this shot's pixels."""
+        """The 3×3 homography ``A`` mapping homogeneous reference pixels to this shot's pixels."""
         theta = math.radians(self.rotation_deg)
         linear = self.scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
         centre = np.array(self.centre)
-        matrix = np.eye(3)
-        matrix[:2, :2] = linear
-        matrix[:2, 2] = centre - linear @ centre + np.array(self.translation_px)
-        return matrix
+        to_centre, from_centre = np.eye(3), np.eye(3)
+        to_centre[:2, 2] = -centre
+        from_centre[:2, 2] = centre + np.array(self.translation_px)
+        similarity = np.eye(3)
+        similarity[:2, :2] = linear
+        perspective = np.eye(3)
+        perspective[2, :2] = self.perspective
+        return from_centre @ similarity @ perspective @ to_centre
 
     def warp_dicts(self) -> list[dict]:
         return [component.to_dict() for component in self.warp]
@@ -120,8 +128,9 @@ class ShotGeometry:
             wx, wy = warp_displacement(self.warp_dicts(), px, py, self.width, self.height)
             px, py = qx - wx, qy - wy
         inverse = np.linalg.inv(self.ref_to_shot())
-        ux = px * float(inverse[0, 0]) + py * float(inverse[0, 1]) + float(inverse[0, 2])
-        uy = px * float(inverse[1, 0]) + py * float(inverse[1, 1]) + float(inverse[1, 2])
+        w = px * float(inverse[2, 0]) + py * float(inverse[2, 1]) + float(inverse[2, 2])
+        ux = (px * float(inverse[0, 0]) + py * float(inverse[0, 1]) + float(inverse[0, 2])) / w
+        uy = (px * float(inverse[1, 0]) + py * float(inverse[1, 1]) + float(inverse[1, 2])) / w
         return ux, uy
 
 
@@ -133,7 +142,8 @@ def shot_mapping(truth: dict, shot: str, points: np.ndarray) -> np.ndarray:
     record = truth["shots"][shot]
     matrix = np.asarray(record["ref_to_shot"], dtype=np.float64)
     points = np.asarray(points, dtype=np.float64)
-    px = matrix[0, 0] * points[..., 0] + matrix[0, 1] * points[..., 1] + matrix[0, 2]
-    py = matrix[1, 0] * points[..., 0] + matrix[1, 1] * points[..., 1] + matrix[1, 2]
+    w = matrix[2, 0] * points[..., 0] + matrix[2, 1] * points[..., 1] + matrix[2, 2]
+    px = (matrix[0, 0] * points[..., 0] + matrix[0, 1] * points[..., 1] + matrix[0, 2]) / w
+    py = (matrix[1, 0] * points[..., 0] + matrix[1, 1] * points[..., 1] + matrix[1, 2]) / w
     wx, wy = warp_displacement(record["warp"]["components"], px, py, truth["width"], truth["height"])
     return np.stack([px + wx, py + wy], axis=-1)

@@ -2,20 +2,26 @@
 
 ::
 
-    <out>/simulation.json                 {"format": 2, "dataset": "srraw", "config": SRRAWSimulation.to_dict()}
-    <out>/<scene>/<shot>.DNG              14-bit RGGB raw, EXIF FocalLength; shot 00001 = longest focal
-    <out>/<scene>/<shot>.JPG              the camera's rendering of the same capture, same pixel grid
+    <out>/simulation.json                 {"format": 3, "dataset": "srraw", "config": SRRAWSimulation.to_dict()}
+    <out>/<scene>/<shot>.DNG              12- or 14-bit Bayer raw (any of the four CFA orders), EXIF
+                                          FocalLength and Orientation; shot 00001 = longest focal
+    <out>/<scene>/<shot>.JPG              the camera's rendering of the same capture: a centred crop of the
+                                          sensor (``jpeg_border`` px cut from every side), same Orientation
     <out>/<scene>/simulation_truth.json   true geometry and photometry of every shot
 
 ``simulation_truth.json``::
 
-    {"format": 2, "scene": "00001", "reference": "00001", "width": W, "height": H,
-     "black_level": 512, "white_level": 16383, "cfa_pattern": "RGGB",
+    {"format": 3, "scene": "00001", "reference": "00001", "width": W, "height": H,
+     "black_level": 512, "white_level": 16383, "cfa_pattern": "RGGB", "orientation": 1 | 6 | 8,
+     "jpeg_box": [top, left, height, width] (the JPG's part of the sensor image),
      "camera_to_srgb": 3×3, "optical_centre": [(W−1)/2, (H−1)/2],
      "shots": {"00001": {"focal_exif", "focal_true", "scale_deviation", "ref_to_shot": 3×3,
-                         "rotation_deg", "translation_px": [tx, ty],
+                         "rotation_deg", "translation_px": [tx, ty], "perspective": [κx, κy],
                          "warp": {"model": "sum_of_sinusoids", "components": [...]},
                          "exposure", "tint": [r, g, b], "wb_gains": [r, 1, b]}, ...}}
+
+All geometry (``ref_to_shot``, the warp, the optical centre) is in **sensor** pixels; a JPG pixel (x, y)
+is the sensor pixel (x + left, y + top).
 
 ``focal_true = focal_exif·(1 + scale_deviation)``; ``ref_to_shot`` and ``warp`` follow
 :mod:`datamodules.simulate.geometry` (evaluate them with
@@ -40,10 +46,8 @@ from tqdm import tqdm
 
 from datamodules.common.atomic import atomic_directory
 from datamodules.simulate.camera import (
-    BLACK_LEVEL,
     CAMERA_TO_SRGB,
-    CFA_PATTERN,
-    WHITE_LEVEL,
+    SENSOR_LEVELS,
     XYZ_TO_CAMERA,
     ShotPhotometry,
     camera_isp,
@@ -58,8 +62,10 @@ from datamodules.simulate.scene import ProceduralScene
 
 __all__ = ["FORMAT_VERSION", "SimulatedShot", "draw_session", "simulate_srraw"]
 
-#: Bumped whenever the same configuration would write different data (2: box-exact anti-aliasing, lens PSF).
-FORMAT_VERSION = 2
+#: Bumped whenever the same configuration would write different data (2: box-exact anti-aliasing, lens PSF;
+#: 3: CFA orders, bit depths, JPG crop, orientation, perspective).
+FORMAT_VERSION = 3
+CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 WARP_COMPONENTS = 3
 
 
@@ -86,6 +92,7 @@ class SimulatedShot:
             "ref_to_shot": self.geometry.ref_to_shot().tolist(),
             "rotation_deg": self.geometry.rotation_deg,
             "translation_px": list(self.geometry.translation_px),
+            "perspective": list(self.geometry.perspective),
             "warp": {"model": "sum_of_sinusoids", "components": self.geometry.warp_dicts()},
             "exposure": self.photometry.exposure,
             "tint": list(self.photometry.tint),
@@ -115,8 +122,9 @@ def _draw_warp(rng: np.random.Generator, max_warp_px: float) -> tuple[WarpCompon
 def draw_session(config: SRRAWSimulation, rng: np.random.Generator) -> list[SimulatedShot]:
     """Draw the geometry and photometry of every shot of one scene, longest focal first.
 
-    Scale deviation, rotation and translation (uniform in a disc) are bounded by the config's
-    ``max_*`` values; shot 00001 has none of them (it defines the world frame). White-balance gains:
+    Scale deviation, rotation, translation (uniform in a disc) and perspective (moving the shot's own
+    corners by up to ``max_perspective_px``) are bounded by the config's ``max_*`` values; shot 00001 has
+    none of them (it defines the world frame). White-balance gains:
     one illuminant per scene (R in [1.7, 2.4], B in [1.3, 2.0]) with ±2 % per shot, rounded to 1e-4.
     """
     base_red, base_blue = rng.uniform(1.7, 2.4), rng.uniform(1.3, 2.0)
@@ -129,12 +137,17 @@ def draw_session(config: SRRAWSimulation, rng: np.random.Generator) -> list[Simu
         angle = rng.uniform(0, 2 * math.pi)
         warp = () if reference else _draw_warp(rng, config.max_warp_px)
         focal_true = focal * (1 + deviation)
+        scale = focal_true / config.focal_lengths[0]
+        # |κ|·d²/s px at the shot's corners (half-diagonal d, reference-to-shot scale s)
+        tilt, strength = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.0) * config.max_perspective_px
+        kappa = 0.0 if reference else strength * scale / (0.25 * (config.width**2 + config.height**2))
         geometry = ShotGeometry(
             width=config.width,
             height=config.height,
-            scale=focal_true / config.focal_lengths[0],
+            scale=scale,
             rotation_deg=rotation,
             translation_px=(radius * math.cos(angle), radius * math.sin(angle)),
+            perspective=(kappa * math.cos(tilt), kappa * math.sin(tilt)),
             warp=warp,
         )
         jitter = rng.uniform(0.98, 1.02, size=2)
@@ -166,6 +179,17 @@ def _check_config(config: SRRAWSimulation) -> None:
         problems.append(f"luma_denoise and chroma_denoise must be ≥ 0, got {config.luma_denoise}, {config.chroma_denoise}")
     if not 0 <= config.max_scale_deviation < 0.5:
         problems.append(f"max_scale_deviation must be in [0, 0.5), got {config.max_scale_deviation}")
+    if config.cfa_pattern not in CFA_PATTERNS:
+        problems.append(f"cfa_pattern must be one of {CFA_PATTERNS}, got {config.cfa_pattern!r}")
+    if config.bit_depth not in SENSOR_LEVELS:
+        problems.append(f"bit_depth must be one of {tuple(SENSOR_LEVELS)}, got {config.bit_depth}")
+    if not 0 <= config.jpeg_border < min(config.width, config.height) // 4:
+        problems.append(f"jpeg_border must be in [0, min(width, height)/4), got {config.jpeg_border}")
+    if not 0 <= config.portrait_fraction <= 1 or config.max_perspective_px < 0:
+        problems.append(
+            f"portrait_fraction must be in [0, 1] and max_perspective_px ≥ 0, got {config.portrait_fraction}, "
+            f"{config.max_perspective_px}"
+        )
     if problems:
         raise ValueError("invalid SRRAWSimulation: " + "; ".join(problems))
 
@@ -177,25 +201,44 @@ def _write_scene(folder: Path, name: str, config: SRRAWSimulation, index: int, b
     scene = ProceduralScene(np.random.default_rng([config.seed, index, 0]), extent)
     shots = draw_session(config, np.random.default_rng([config.seed, index, 1]))
     noise_rng = np.random.default_rng([config.seed, index, 2])
+    pose = np.random.default_rng([config.seed, index, 3])
+    orientation = (6 if pose.uniform() < 0.5 else 8) if pose.uniform() < config.portrait_fraction else 1
+    black, white = SENSOR_LEVELS[config.bit_depth]
+    border = config.jpeg_border
     for shot in shots:
         x, y = shot.geometry.world_grid()
         linear = lens_blur(scene.render(x, y, shot.geometry.footprint), config.lens_blur)
-        mosaic = capture_mosaic(linear, shot.photometry, config.shot_noise, config.read_noise, noise_rng)
+        mosaic = capture_mosaic(
+            linear, shot.photometry, config.shot_noise, config.read_noise, noise_rng, config.cfa_pattern, black, white
+        )
         write_dng(
             folder / f"{shot.name}.DNG",
             mosaic,
-            pattern=CFA_PATTERN,
-            black_level=BLACK_LEVEL,
-            white_level=WHITE_LEVEL,
+            pattern=config.cfa_pattern,
+            black_level=black,
+            white_level=white,
             wb_gains=shot.photometry.wb_gains,
             xyz_to_camera=XYZ_TO_CAMERA,
             focal_length=shot.focal_exif,
+            orientation=orientation,
         )
         jpg = camera_isp(
-            mosaic, shot.photometry.wb_gains, luma_denoise=config.luma_denoise, chroma_denoise=config.chroma_denoise
+            mosaic,
+            shot.photometry.wb_gains,
+            luma_denoise=config.luma_denoise,
+            chroma_denoise=config.chroma_denoise,
+            pattern=config.cfa_pattern,
+            black_level=black,
+            white_level=white,
         )
+        jpg = jpg[border : config.height - border, border : config.width - border]
         write_camera_jpeg(
-            folder / f"{shot.name}.JPG", jpg, shot.focal_exif, config.jpeg_quality, config.jpeg_subsampling
+            folder / f"{shot.name}.JPG",
+            np.ascontiguousarray(jpg),
+            shot.focal_exif,
+            config.jpeg_quality,
+            config.jpeg_subsampling,
+            orientation=orientation,
         )
         bar.update()
     truth = {
@@ -204,9 +247,11 @@ def _write_scene(folder: Path, name: str, config: SRRAWSimulation, index: int, b
         "reference": shots[0].name,
         "width": config.width,
         "height": config.height,
-        "black_level": BLACK_LEVEL,
-        "white_level": WHITE_LEVEL,
-        "cfa_pattern": CFA_PATTERN,
+        "black_level": black,
+        "white_level": white,
+        "cfa_pattern": config.cfa_pattern,
+        "orientation": orientation,
+        "jpeg_box": [border, border, config.height - 2 * border, config.width - 2 * border],
         "camera_to_srgb": CAMERA_TO_SRGB.tolist(),
         "optical_centre": list(shots[0].geometry.centre),
         "shots": {shot.name: shot.truth() for shot in shots},

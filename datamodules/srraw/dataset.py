@@ -3,25 +3,24 @@
 Geometry (see :mod:`datamodules.srraw.pair_geometry`): a crop of p_h × p_w packed pixels at (top, left) maps
 to S_h × S_w = 2·zoom·p_h × 2·zoom·p_w output pixels; output pixel (u, v) sits at input Bayer
 coordinates (2·left + (u + 0.5)/zoom − 0.5, 2·top + (v + 0.5)/zoom − 0.5). The target is the target
-JPG resampled (bicubic) there, via the reference frame, for u, v ∈ [−m, S + m), m = ``target_margin``.
+JPG resampled (bicubic) there, via the input's camera map and the reference frame, for u, v ∈ [−m, S + m),
+m = ``target_margin``.
 
 The sample keys (batch keys after the default collate) are listed in :mod:`datamodules.srraw.datamodule`.
 
 Modes: ``"train"`` draws a crop of ``patch_size`` uniformly inside the pair's valid region from a
 generator seeded by (seed, epoch, index), given as the key ``(index, epoch)`` (see
 :class:`datamodules.common.epoch_sampler.EpochSampler`); ``"eval"`` takes the centred ``eval_crop`` crop of the
-valid region (``None``: all of it); ``"predict"`` the whole valid region. Files are decoded lazily, with a
-small per-worker cache of the last decoded files.
+valid region (``None``: all of it); ``"predict"`` the whole valid region. Pixels come from the pair's decoded
+windows (:mod:`datamodules.srraw.decoded`), read as memory maps; a training sample with raw input reads
+no JPG but the target's.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,23 +28,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.common.images import read_jpg
-from datamodules.common.raw import read_raw_mosaic
 from datamodules.srraw.alignment import ShotAlignment
+from datamodules.srraw.decoded import DecodedArray, open_decoded
 from datamodules.srraw.pair_geometry import CropRegion, centre_crop, output_grid
 from ops.bayer import mosaic_rgb, normalize_levels, pack_bayer
-from ops.geometry import map_points, sample_bicubic, scale_map
+from ops.geometry import map_points, sample_bicubic
 
-__all__ = ["InputKind", "SRRAWPair", "SRRAWPairDataset"]
+__all__ = ["InputKind", "WhiteBalanceSource", "SRRAWPair", "SRRAWPairDataset"]
 
 InputKind = Literal["raw", "png", "synthetic_raw"]
+WhiteBalanceSource = Literal["camera", "wb.txt"]
 _GAMMA = 2.2
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class SRRAWPair:
-    """A training/evaluation pair: shots, focal ratio, Bayer→target map and valid region."""
+    """A training/evaluation pair: shots, focal ratio, Bayer→target map, valid region, white-balance gains of
+    both shots (from one source), and its decoded windows (``input_jpg`` is cached only where it is read)."""
 
     scene: str
     input: ShotAlignment
@@ -53,6 +52,11 @@ class SRRAWPair:
     focal_ratio: float
     bayer_to_target: np.ndarray
     region: CropRegion
+    wb_input: tuple[float, float, float]
+    wb_target: tuple[float, float, float]
+    raw: DecodedArray
+    target_jpg: DecodedArray
+    input_jpg: DecodedArray
 
 
 def _generator(seed: int, epoch: int, index: int, stream: str) -> torch.Generator:
@@ -62,7 +66,10 @@ def _generator(seed: int, epoch: int, index: int, stream: str) -> torch.Generato
 
 
 class SRRAWPairDataset(Dataset):
-    """Samples of SR-RAW pairs; ``dataset[index]`` or ``dataset[(index, epoch)]`` (keys: :mod:`datamodules.srraw.datamodule`)."""
+    """Samples of SR-RAW pairs; ``dataset[index]`` or ``dataset[(index, epoch)]`` (keys: :mod:`datamodules.srraw.datamodule`).
+
+    ``wb_source`` names where the pairs' gains came from; it is passed on as the sample key ``wb_source``.
+    """
 
     def __init__(
         self,
@@ -72,11 +79,11 @@ class SRRAWPairDataset(Dataset):
         zoom: int,
         patch_size: int,
         target_margin: int,
+        wb_source: WhiteBalanceSource,
         eval_crop: int | None = None,
         crops_per_pair: int = 1,
         seed: int = 0,
         synthetic_noise_max: float = 0.0784,
-        decoded_files: int = 4,
     ) -> None:
         self.pairs = pairs
         self.mode = mode
@@ -84,12 +91,12 @@ class SRRAWPairDataset(Dataset):
         self.zoom = zoom
         self.patch_size = patch_size
         self.target_margin = target_margin
+        self.wb_source = wb_source
         self.eval_crop = eval_crop
         self.crops_per_pair = crops_per_pair
         self.seed = seed
         self.synthetic_noise_max = synthetic_noise_max
-        self.decoded_files = decoded_files
-        self._decoded: OrderedDict[str, object] = OrderedDict()
+        self._opened: dict[DecodedArray, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.pairs) * (self.crops_per_pair if self.mode == "train" else 1)
@@ -97,16 +104,11 @@ class SRRAWPairDataset(Dataset):
     def _pair(self, index: int) -> SRRAWPair:
         return self.pairs[index // self.crops_per_pair if self.mode == "train" else index]
 
-    def _decode(self, path: Path, reader: Callable[[Path], T]) -> T:
-        """``reader(path)``, remembered for the last ``decoded_files`` files (each worker has its own copy)."""
-        key = str(path)
-        if key in self._decoded:
-            self._decoded.move_to_end(key)
-        else:
-            self._decoded[key] = reader(path)
-            if len(self._decoded) > self.decoded_files:
-                self._decoded.popitem(last=False)
-        return self._decoded[key]  # type: ignore[return-value]
+    def _array(self, array: DecodedArray) -> np.ndarray:
+        """The decoded window as a memory map (each worker keeps its own handles)."""
+        if array not in self._opened:
+            self._opened[array] = open_decoded(array)
+        return self._opened[array]
 
     def crop_of(self, index: int, epoch: int = 0) -> CropRegion:
         """The crop of sample ``index`` (at ``epoch`` in training)."""
@@ -121,32 +123,37 @@ class SRRAWPairDataset(Dataset):
         left = region.left + int(torch.randint(region.width - size + 1, (), generator=generator))
         return CropRegion(top, left, size, size)
 
-    def _raw_input(self, shot: ShotAlignment, crop: CropRegion) -> Tensor:
-        _, mosaic = self._decode(shot.raw_path, read_raw_mosaic)
-        rows = slice(2 * crop.top, 2 * (crop.top + crop.height))
-        cols = slice(2 * crop.left, 2 * (crop.left + crop.width))
-        packed = pack_bayer(torch.from_numpy(mosaic[rows, cols].astype(np.float32)), shot.pattern)
+    def _raw_input(self, pair: SRRAWPair, crop: CropRegion) -> Tensor:
+        window = pair.raw.window
+        top, left = crop.top - window.top, crop.left - window.left
+        packed = torch.from_numpy(
+            np.array(self._array(pair.raw)[:, top : top + crop.height, left : left + crop.width], dtype=np.float32)
+        )
+        shot = pair.input
         black = pack_bayer(torch.tensor(shot.black_levels, dtype=torch.float32).view(2, 2), shot.pattern)
         return normalize_levels(packed, black, shot.white_level)
 
-    def _input_rgb(self, shot: ShotAlignment, crop: CropRegion) -> Tensor:
+    def _sample_jpg(self, array: DecodedArray, bayer_to_jpg: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
+        jx, jy = map_points(bayer_to_jpg, xs, ys)
+        return sample_bicubic(self._array(array), jx - array.window.left, jy - array.window.top)
+
+    def _input_rgb(self, pair: SRRAWPair, crop: CropRegion) -> Tensor:
+        """The input shot's camera JPG on the crop's Bayer grid (3, 2p_h, 2p_w)."""
         rows = torch.arange(2 * crop.top, 2 * (crop.top + crop.height), dtype=torch.float64)
         cols = torch.arange(2 * crop.left, 2 * (crop.left + crop.width), dtype=torch.float64)
         ys, xs = torch.meshgrid(rows, cols, indexing="ij")
-        jpg = self._decode(shot.jpg_path, read_jpg)
-        return sample_bicubic(jpg, *map_points(scale_map(shot.raw_size, shot.jpg_size), xs, ys))
+        return self._sample_jpg(pair.input_jpg, pair.input.bayer_to_jpg, xs, ys)
 
     def _target(self, pair: SRRAWPair, crop: CropRegion) -> Tensor:
-        xs, ys = map_points(pair.bayer_to_target, *output_grid(crop, self.zoom, self.target_margin))
-        return sample_bicubic(self._decode(pair.target.jpg_path, read_jpg), xs, ys)
+        return self._sample_jpg(pair.target_jpg, pair.bayer_to_target, *output_grid(crop, self.zoom, self.target_margin))
 
     def _network_input(
         self, pair: SRRAWPair, crop: CropRegion, input_rgb: Tensor | None, generator: torch.Generator
     ) -> Tensor:
         if self.input_kind == "raw":
-            return self._raw_input(pair.input, crop)
+            return self._raw_input(pair, crop)
         assert input_rgb is not None
-        gains = torch.tensor(pair.input.white_balance, dtype=torch.float32).view(3, 1, 1)
+        gains = torch.tensor(pair.wb_input, dtype=torch.float32).view(3, 1, 1)
         without_wb = input_rgb / gains ** (1.0 / _GAMMA)
         if self.input_kind == "png":
             return F.pixel_unshuffle(without_wb[None], 2)[0]
@@ -162,10 +169,12 @@ class SRRAWPairDataset(Dataset):
         pair = self._pair(index)
         crop = self.crop_of(index, epoch)
         noise = _generator(self.seed, epoch, index, "noise")
-        input_rgb = self._input_rgb(pair.input, crop) if self.input_kind != "raw" or self.mode != "predict" else None
+        reads_input_jpg = self.input_kind != "raw" or self.mode == "eval"
+        input_rgb = self._input_rgb(pair, crop) if reads_input_jpg else None
         sample = {
             "input": self._network_input(pair, crop, input_rgb, noise).to(torch.float32),
-            "wb_input": torch.tensor(pair.input.white_balance, dtype=torch.float32),
+            "wb_input": torch.tensor(pair.wb_input, dtype=torch.float32),
+            "wb_source": self.wb_source,
             "scene": pair.scene,
             "input_name": pair.input.name,
             "target_name": pair.target.name,
@@ -174,8 +183,9 @@ class SRRAWPairDataset(Dataset):
         if self.mode != "predict":
             sample.update(
                 target=self._target(pair, crop),
-                input_rgb=input_rgb,
-                wb_target=torch.tensor(pair.target.white_balance, dtype=torch.float32),
+                wb_target=torch.tensor(pair.wb_target, dtype=torch.float32),
                 focal_ratio=torch.tensor(pair.focal_ratio, dtype=torch.float32),
             )
+        if self.mode == "eval":
+            sample["input_rgb"] = input_rgb
         return sample

@@ -7,10 +7,10 @@ pixel (u, v) sits at input Bayer coordinates
 
     x = 2·left + (u + 0.5)/z − 0.5,    y = 2·top + (v + 0.5)/z − 0.5.
 
-Bayer → input JPG: x_j = (x + 0.5)·W_jpg/W_raw − 0.5 (per axis, :func:`ops.geometry.scale_map`; the
-identity when the sizes agree). Input JPG → reference → target JPG: ``ref_to_shot[t] · ref_to_shot[s]⁻¹``. So
+Bayer → input JPG: the input camera's ``raw_to_jpg`` (:mod:`datamodules.srraw.camera_geometry`: the JPG
+is a crop of the sensor image). Input JPG → reference → target JPG: ``ref_to_shot[t] · ref_to_shot[s]⁻¹``. So
 
-    bayer_to_target = ref_to_shot[t] · ref_to_shot[s]⁻¹ · scale_map(raw size, JPG size of s).
+    bayer_to_target = ref_to_shot[t] · ref_to_shot[s]⁻¹ · raw_to_jpg[s].
 
 The target sample covers u ∈ [−m, S_w + m), v ∈ [−m, S_h + m) for a margin m. A crop is *valid* when
 all of it lies inside the target JPG with room for the 4×4 bicubic kernel (1 ≤ X ≤ W_t − 3, same for Y)
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ops.geometry import inner_box, scale_map
+from ops.geometry import inner_box
 
 __all__ = ["CropRegion", "bayer_to_target", "output_grid", "valid_region", "centre_crop"]
 
@@ -49,11 +49,9 @@ class CropRegion:
         return self.top, self.left, self.height, self.width
 
 
-def bayer_to_target(
-    input_ref_to_shot: np.ndarray, target_ref_to_shot: np.ndarray, raw_size: tuple[int, int], jpg_size: tuple[int, int]
-) -> np.ndarray:
+def bayer_to_target(input_ref_to_shot: np.ndarray, target_ref_to_shot: np.ndarray, input_raw_to_jpg: np.ndarray) -> np.ndarray:
     """3×3 map from the input's Bayer pixel coordinates to the target JPG's pixel coordinates."""
-    return target_ref_to_shot @ np.linalg.inv(input_ref_to_shot) @ scale_map(raw_size, jpg_size)
+    return target_ref_to_shot @ np.linalg.inv(input_ref_to_shot) @ input_raw_to_jpg
 
 
 def output_grid(crop: CropRegion, zoom: int, margin: int) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ from PIL import Image, JpegImagePlugin
 import datamodules.simulate.srraw as srraw_module
 from datamodules.simulate import SRRAWSimulation, shot_mapping, simulate_srraw, warp_displacement
 from datamodules.simulate.__main__ import main as cli_main
+from datamodules.common.raw import read_raw_mosaic
 from datamodules.simulate.camera import BLACK_LEVEL, CAMERA_TO_SRGB, WHITE_LEVEL, camera_isp, lens_blur
 from datamodules.simulate.jpeg import write_camera_jpeg
 from datamodules.simulate.scene import ProceduralScene, cell_uniforms
@@ -28,9 +29,11 @@ from ops.bayer import demosaic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Small frames, 10× zoom range; a warp larger than the default so that its sign is measurable.
+# Small frames, 10× zoom range; a warp larger than the default so that its sign is measurable. The sensor's
+# whole image in the JPG, landscape, no perspective: the camera-realism options are tested further below.
 CONFIG = SRRAWSimulation(
-    scenes=2, width=256, height=192, seed=3, focal_lengths=(240.0, 120.0, 60.0, 24.0), max_warp_px=1.5
+    scenes=2, width=256, height=192, seed=3, focal_lengths=(240.0, 120.0, 60.0, 24.0), max_warp_px=1.5,
+    jpeg_border=0, portrait_fraction=0.0, max_perspective_px=0.0,
 )
 SHOTS = ["00001", "00002", "00003", "00004"]
 
@@ -62,7 +65,7 @@ def test_layout_matches_srraw(dataset):
         expected = sorted([f"{s}.DNG" for s in SHOTS] + [f"{s}.JPG" for s in SHOTS] + ["simulation_truth.json"])
         assert sorted(p.name for p in (dataset / scene).iterdir()) == expected
     manifest = json.loads((dataset / "simulation.json").read_text())
-    assert manifest == {"format": 2, "dataset": "srraw", "config": CONFIG.to_dict()}
+    assert manifest == {"format": 3, "dataset": "srraw", "config": CONFIG.to_dict()}
     stored = manifest["config"]
     assert SRRAWSimulation(**{**stored, "focal_lengths": tuple(stored["focal_lengths"])}) == CONFIG
     assert not list(dataset.parent.glob(".*")), "a temporary folder was left next to the dataset"
@@ -211,7 +214,7 @@ def _documented_warp(record: dict, p: np.ndarray) -> np.ndarray:
 def test_truth_file_is_consistent_and_bounded(truths):
     grid = np.stack(np.meshgrid(np.arange(0, 256, 4.0), np.arange(0, 192, 4.0)), -1)
     for scene, truth in truths.items():
-        assert (truth["format"], truth["scene"], truth["reference"]) == (2, scene, "00001")
+        assert (truth["format"], truth["scene"], truth["reference"]) == (3, scene, "00001")
         assert (truth["width"], truth["height"]) == (CONFIG.width, CONFIG.height)
         assert list(truth["shots"]) == SHOTS
         reference = truth["shots"]["00001"]
@@ -288,6 +291,70 @@ def test_true_mapping_registers_every_shot_onto_the_reference(dataset, truths):
     assert min(warp_gains) > -0.002 and np.mean(warp_gains) > 0.005
 
 
+# ------------------------------------------------------------------------------ what real cameras do
+@pytest.mark.parametrize(("pattern", "bits"), [("RGGB", 14), ("BGGR", 12), ("GRBG", 14), ("GBRG", 12)])
+def test_cfa_order_bit_depth_and_jpg_crop_are_what_a_reader_finds(tmp_path, pattern, bits):
+    config = SRRAWSimulation(
+        scenes=1, width=96, height=64, focal_lengths=(50.0, 24.0), cfa_pattern=pattern, bit_depth=bits, jpeg_border=6,
+        portrait_fraction=0.0,
+    )
+    root = simulate_srraw(tmp_path / "sim", config, progress=False)
+    truth = json.loads((root / "00001" / "simulation_truth.json").read_text())
+    black, white = {12: (128, 4095), 14: (512, 16383)}[bits]
+    assert (truth["cfa_pattern"], truth["black_level"], truth["white_level"]) == (pattern, black, white)
+    assert truth["jpeg_box"] == [6, 6, 52, 84]
+    metadata, mosaic = read_raw_mosaic(root / "00001" / "00002.DNG")
+    assert metadata.pattern == pattern and metadata.black_levels == (black,) * 4 and metadata.white_level == white
+    assert mosaic.max() <= white and mosaic.min() >= black
+    # the JPG is the ISP's rendering of the sensor image cut by 6 px on every side, not a rescaled copy
+    gains = tuple(truth["shots"]["00002"]["wb_gains"])
+    rendered = camera_isp(mosaic, gains, pattern=pattern, black_level=black, white_level=white).astype(np.float64)
+    jpg = 255 * _jpg(root / "00001" / "00002.JPG")
+    assert jpg.shape == (52, 84, 3)
+    assert np.abs(jpg - rendered[6:-6, 6:-6]).mean() < 4.0
+    assert np.abs(jpg - rendered[5:-7, 5:-7]).mean() > 1.5 * np.abs(jpg - rendered[6:-6, 6:-6]).mean()
+
+
+def test_portrait_scenes_record_their_orientation_and_keep_the_sensor_order(tmp_path):
+    config = SRRAWSimulation(scenes=6, width=64, height=48, focal_lengths=(50.0, 24.0), portrait_fraction=0.5, jpeg_border=0)
+    root = simulate_srraw(tmp_path / "sim", config, progress=False)
+    orientations = []
+    for scene in sorted(path.name for path in root.iterdir() if path.is_dir()):
+        orientation = json.loads((root / scene / "simulation_truth.json").read_text())["orientation"]
+        orientations.append(orientation)
+        with Image.open(root / scene / "00001.JPG") as image:
+            assert image.getexif()[274] == orientation and image.size == (64, 48)  # pixels not rotated
+        with rawpy.imread(str(root / scene / "00001.DNG")) as raw:
+            assert raw.raw_image.shape == (48, 64)
+            assert raw.sizes.flip == {1: 0, 6: 6, 8: 5}[orientation]  # LibRaw's codes for 90° CW / CCW
+    assert 1 in orientations and set(orientations) - {1}, orientations
+
+
+def test_perspective_moves_the_corners_as_configured(tmp_path):
+    config = SRRAWSimulation(
+        scenes=1, width=128, height=96, focal_lengths=(50.0, 35.0, 24.0), max_perspective_px=3.0, max_warp_px=0.0,
+        max_rotation_deg=0.0, max_translation_px=0.0, max_scale_deviation=0.0, jpeg_border=0,
+    )
+    root = simulate_srraw(tmp_path / "sim", config, progress=False)
+    truth = json.loads((root / "00001" / "simulation_truth.json").read_text())
+    corners = np.array([[0.0, 0.0], [127.0, 0.0], [0.0, 95.0], [127.0, 95.0]])
+    for shot, focal in (("00002", 35.0), ("00003", 24.0)):
+        record = truth["shots"][shot]
+        matrix = np.asarray(record["ref_to_shot"])
+        assert np.abs(matrix[2, :2]).max() > 0  # a homography, not a similarity
+        scale = focal / 50.0
+        # where the reference's corners land, against the pure zoom about the centre: at most 3 px · s²
+        # (the perspective moves the shot's own corners by up to 3 px; the reference sits inside)
+        zoomed = (corners - [63.5, 47.5]) * scale + [63.5, 47.5]
+        moved = np.abs(shot_mapping(truth, shot, corners) - zoomed).max()
+        assert 0 < moved <= 3.0 * scale**2 + 1e-6
+        # naive homography of the documented formula
+        kappa = np.asarray(record["perspective"])
+        v = corners - [63.5, 47.5]
+        expected = [63.5, 47.5] + scale * v / (1 + v @ kappa)[:, None]
+        np.testing.assert_allclose(shot_mapping(truth, shot, corners), expected, atol=1e-9)
+
+
 # ----------------------------------------------------------------------------------------------- scene
 
 
@@ -336,7 +403,7 @@ def test_cell_uniforms_are_stateless_and_uniform():
 
 # ---------------------------------------------------------------------------------------- writing, CLI
 
-TINY = SRRAWSimulation(scenes=2, width=32, height=24, focal_lengths=(100.0, 50.0))
+TINY = SRRAWSimulation(scenes=2, width=32, height=24, focal_lengths=(100.0, 50.0), jpeg_border=0)
 
 
 def test_refuses_to_overwrite_a_non_empty_folder(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_modules.cli import cli_main
@@ -12,15 +13,21 @@ def weights(cli) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in cli.model.net.state_dict().items()}
 
 
-def test_resumed_run_ends_with_the_same_weights(srraw_root, tmp_path):
-    uninterrupted = cli_main(["fit", *tiny_run_args(srraw_root, tmp_path / "a", logger="csv"), "--trainer.max_epochs", "3"])
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--model.init_args.norm", "batch", "--model.init_args.cobi_max_positions", "64"]],
+    ids=["demo", "batchnorm-cobi-sampling"],
+)
+def test_resumed_run_ends_with_the_same_weights(srraw_root, tmp_path, options):
+    """Also with BatchNorm (its running statistics are weights of the checkpoint) and CoBi drawing positions."""
+    def run(folder: str, epochs: int, *extra: str):
+        return cli_main(["fit", *tiny_run_args(srraw_root, tmp_path / folder, logger="csv"), *options, "--trainer.max_epochs", str(epochs), *extra])
 
-    stopped = cli_main(["fit", *tiny_run_args(srraw_root, tmp_path / "b", logger="csv"), "--trainer.max_epochs", "1"])
+    uninterrupted = run("a", 3)
+    stopped = run("b", 1)
     checkpoint = stopped.trainer.checkpoint_callback.last_model_path
     assert stopped.trainer.global_step == uninterrupted.trainer.global_step // 3 > 0
-    resumed = cli_main(
-        ["fit", *tiny_run_args(srraw_root, tmp_path / "c", logger="csv"), "--trainer.max_epochs", "3", "--ckpt_path", checkpoint]
-    )
+    resumed = run("c", 3, "--ckpt_path", checkpoint)
     assert resumed.trainer.global_step == uninterrupted.trainer.global_step
 
     expected, actual = weights(uninterrupted), weights(resumed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import os
 import shutil
@@ -12,15 +13,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import tifffile
 import torch.nn.functional as F
+from PIL import Image
 
 from datamodules import SRRAWDataModule
 from datamodules.common.epoch_sampler import EpochSampler
 from datamodules.common.errors import DatasetError
 from datamodules.common.images import read_jpg
 from datamodules.common.raw import read_raw_mosaic
-from datamodules.simulate import SRRAWSimulation
-from datamodules.srraw.alignment import ALIGNMENT_CACHE_NAME, align_scene, load_alignment, prepare_alignments
+from datamodules.simulate import SRRAWSimulation, shot_mapping, simulate_srraw
+from datamodules.srraw.alignment import ALIGNMENT_CACHE_NAME, SceneSkipped, align_scene, load_alignment, prepare_alignments
 from datamodules.srraw.focal_pairs import select_focal_pairs
 from datamodules.srraw.layout import find_scenes
 from datamodules.srraw.official import fov_crop_to_shot
@@ -54,8 +57,15 @@ def _module(root: Path, **kwargs) -> SRRAWDataModule:
     arguments = dict(zoom=4, patch_size=16, target_margin=8, eval_crop=24, num_workers=0, split_fractions=(1.0, 0.0, 0.0))
     arguments.update(kwargs)
     module = SRRAWDataModule(str(root), **arguments)
+    module.prepare_data()  # the alignment is cached; decodes the windows of these pairs
     module.setup("fit")
     return module
+
+
+def _truth_in_jpg_pixels(truth: dict, shot: str, points: np.ndarray) -> np.ndarray:
+    """Where reference JPG pixels ``points`` (..., 2) land in ``shot``'s JPG (the truth is in sensor pixels)."""
+    top, left = truth["jpeg_box"][:2]
+    return shot_mapping(truth, shot, points + [left, top]) - [left, top]
 
 
 def _copy_scene(source: Path, destination: Path, shots: tuple[str, ...]) -> Path:
@@ -112,7 +122,7 @@ def test_data_of_an_older_simulator_format_is_refused_by_name(root):
     older["format"] = 1
     try:
         manifest.write_text(json.dumps(older))
-        with pytest.raises(DatasetError, match="simulator format 1, this version writes format 2") as error:
+        with pytest.raises(DatasetError, match="simulator format 1, this version writes format 3") as error:
             SRRAWDataModule(str(root), simulate=SIMULATION).prepare_data()
         assert str(manifest) in str(error.value) and f"delete {root}" in str(error.value)
     finally:
@@ -120,46 +130,75 @@ def test_data_of_an_older_simulator_format_is_refused_by_name(root):
 
 
 def test_cached_alignment_matches_the_simulator_truth(root):
+    """Shots differ by a similarity, a perspective change (2 px) and a smooth warp; the JPGs are the sensor
+    image cut by 8 px on every side. The similarity found is within a pixel of the true mapping."""
     errors = []
     for scene in find_scenes(root):
         alignment = load_alignment(scene)
         truth = _truth(root, scene.name)
         assert alignment.reference == "00001" and len(alignment.shots) == 7
+        ys, xs = torch.meshgrid(torch.linspace(0, 367, 13, dtype=torch.float64), torch.linspace(0, 495, 17, dtype=torch.float64), indexing="ij")
         for name, shot in alignment.shots.items():
             expected = truth["shots"][name]
-            # A grid over the reference frame (inside every wider shot), compared in the shot's pixels.
-            ys, xs = torch.meshgrid(torch.linspace(0, 383, 13), torch.linspace(0, 511, 17), indexing="ij")
-            ours = torch.stack(map_points(shot.matrix, xs, ys))
-            true = torch.stack(map_points(np.array(expected["ref_to_shot"]), xs, ys))
-            errors.append(float((ours - true).norm(dim=0).max()))
+            # A grid over the reference frame (inside every wider shot), compared in the shot's JPG pixels.
+            ours = torch.stack(map_points(shot.matrix, xs, ys), dim=-1).numpy()
+            true = _truth_in_jpg_pixels(truth, name, torch.stack((xs, ys), dim=-1).numpy())
+            errors.append(float(np.linalg.norm(ours - true, axis=-1).max()))
             assert shot.focal_length == expected["focal_exif"]
-            assert shot.white_balance == pytest.approx(expected["wb_gains"], abs=1e-3)
+            assert shot.camera_white_balance == pytest.approx(expected["wb_gains"], abs=1e-3)
+            assert shot.official_white_balance is None  # no wb.txt
             assert (shot.pattern, shot.black_levels, shot.white_level) == ("RGGB", (512.0,) * 4, 16383.0)
-            assert shot.raw_size == shot.jpg_size == (384, 512)
+            assert shot.raw_size == (384, 512) and shot.jpg_size == (368, 496)
+            # the camera's raw → JPG map: the crop by 8 px, not a rescale
+            np.testing.assert_allclose(shot.bayer_to_jpg, [[1, 0, -8], [0, 1, -8], [0, 0, 1]], atol=0.2)
             assert shot.alignment_source == ("reference" if name == "00001" else "registration")
             assert shot.score > (0.95 if name == "00002" else 0.6)  # the widest shots are upsampled ~10×
     assert max(errors) <= 1.0
     assert float(np.mean(errors)) <= 0.4
 
 
+def test_what_a_similarity_cannot_fit_is_reported(tmp_path):
+    """The same scene without and with a strong perspective change (12 px at the corners): the residual
+    reported for the tele shot grows with it and follows the distance between the found and the true
+    mapping (a tile averages the misalignment over 64 pixels, so it reads lower than the pointwise 90th
+    percentile)."""
+    residuals, errors = [], []
+    for perspective in (0.0, 12.0):
+        config = dataclasses.replace(SIMULATION, scenes=1, max_perspective_px=perspective, max_warp_px=0.0)
+        data = tmp_path / f"perspective{perspective:g}"
+        simulate_srraw(data, config, progress=False)
+        scene = find_scenes(data)[0]
+        shot = align_scene(scene).shots["00002"]
+        ys, xs = torch.meshgrid(torch.linspace(0, 367, 13, dtype=torch.float64), torch.linspace(0, 495, 17, dtype=torch.float64), indexing="ij")
+        ours = torch.stack(map_points(shot.matrix, xs, ys), dim=-1).numpy()
+        true = _truth_in_jpg_pixels(_truth(data, scene.name), "00002", torch.stack((xs, ys), dim=-1).numpy())
+        errors.append(float(np.quantile(np.linalg.norm(ours - true, axis=-1), 0.9)))
+        residuals.append(shot.residual_px)
+    assert errors[0] < 0.1 and residuals[0] < 0.3  # a similarity fits: only the measurement's noise
+    assert errors[1] > 1.0 and 0.4 * errors[1] <= residuals[1] <= 1.5 * errors[1]
+    assert residuals[1] > residuals[0] + 0.4
+
+
 def test_alignment_at_a_reduced_working_resolution(root):
     """registration_size below the image size exercises the anti-aliased downscaling of every shot."""
     scene = find_scenes(root)[1]
-    truth = _truth(root, scene.name)["shots"]
     alignment = align_scene(scene, registration_size=256)
-    ys, xs = torch.meshgrid(torch.linspace(0, 383, 7), torch.linspace(0, 511, 9), indexing="ij")
+    ys, xs = torch.meshgrid(torch.linspace(0, 367, 7, dtype=torch.float64), torch.linspace(0, 495, 9, dtype=torch.float64), indexing="ij")
+    everything = _truth(root, scene.name)
     for name, shot in alignment.shots.items():
-        error = torch.stack(map_points(shot.matrix, xs, ys)) - torch.stack(map_points(np.array(truth[name]["ref_to_shot"]), xs, ys))
-        assert float(error.norm(dim=0).max()) <= 1.0, name
+        ours = torch.stack(map_points(shot.matrix, xs, ys), dim=-1).numpy()
+        error = ours - _truth_in_jpg_pixels(everything, name, torch.stack((xs, ys), dim=-1).numpy())
+        assert float(np.linalg.norm(error, axis=-1).max()) <= 1.0, name
 
 
 def test_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path, root):
     scene_dir = _copy_scene(root / "00001", tmp_path / "data" / "00001", ("00001", "00002", "00005"))
     scenes = find_scenes(tmp_path / "data")
-    assert prepare_alignments(scenes, progress=False) == ["00001"]
+    assert prepare_alignments(scenes, progress=False).computed == ["00001"]
     cache = scene_dir / ALIGNMENT_CACHE_NAME
     stamp = cache.stat().st_mtime_ns
-    assert prepare_alignments(scenes, progress=False) == []
+    report = prepare_alignments(scenes, progress=False)
+    assert report.computed == [] and report.current == ["00001"]
     assert cache.stat().st_mtime_ns == stamp
 
     jpg = scene_dir / "00002.JPG"
@@ -167,11 +206,11 @@ def test_cache_is_reused_and_invalidated_by_a_changed_file(tmp_path, root):
     with pytest.raises(DatasetError, match="stale") as error:
         load_alignment(scenes[0])
     assert str(cache) in str(error.value)
-    assert prepare_alignments(scenes, progress=False) == ["00001"]
+    assert prepare_alignments(scenes, progress=False).computed == ["00001"]
     assert load_alignment(scenes[0]).shots["00002"].jpg_path == jpg
 
     cache_dir = tmp_path / "cache"
-    assert prepare_alignments(scenes, cache_dir=cache_dir, progress=False) == ["00001"]
+    assert prepare_alignments(scenes, cache_dir=cache_dir, progress=False).computed == ["00001"]
     assert (cache_dir / "00001" / ALIGNMENT_CACHE_NAME).is_file()
 
 
@@ -184,15 +223,14 @@ def _damage(scene_dir: Path, problem: str) -> Path:
     if problem == "missing jpg":
         jpg.unlink()
         return jpg
-    if problem == "one shot":
-        raw.unlink()
-        jpg.unlink()
-        return scene_dir
+    if problem == "foreign jpg":  # the JPG of the same focal length from another scene
+        shutil.copy2(scene_dir.parents[1] / "foreign.JPG", jpg)
+        return jpg
     write_linear_dng(raw)  # "non-Bayer raw"
     return raw
 
 
-@pytest.mark.parametrize("problem", ["corrupt raw", "missing jpg", "one shot", "non-Bayer raw"])
+@pytest.mark.parametrize("problem", ["corrupt raw", "missing jpg", "non-Bayer raw"])
 def test_bad_scene_names_the_file_and_keeps_no_cache(tmp_path, root, problem):
     scene_dir = _copy_scene(root / "00002", tmp_path / "data" / "00002", ("00001", "00005"))
     prepare_alignments(find_scenes(tmp_path / "data"), progress=False)  # a valid cache that becomes stale
@@ -205,6 +243,68 @@ def test_bad_scene_names_the_file_and_keeps_no_cache(tmp_path, root, problem):
 
     assert str(named) in str(error.value)
     assert {path.name for path in scene_dir.iterdir()} == before  # no cache, no temporary file
+
+
+def _drop_focal_length(jpg: Path, raw: Path) -> None:
+    """Remove the focal length from a shot: the JPG's EXIF and the DNG's FocalLength tag (rewritten)."""
+    with Image.open(jpg) as image:
+        pixels, exif = np.asarray(image), image.getexif()
+    del exif.get_ifd(0x8769)[37386]
+    Image.fromarray(pixels).save(jpg, quality=95, exif=exif)
+    with tifffile.TiffFile(raw) as tif:
+        page = tif.pages[0]
+        mosaic = page.asarray()
+        tags = [(tag.code, tag.dtype, tag.count, tag.value, True) for tag in page.tags.values()
+                if tag.code in (50706, 50707, 50708, 271, 272, 274, 33421, 33422, 50710, 50711, 50713, 50714, 50717, 50728, 50721, 50778)]
+    tifffile.imwrite(raw, mosaic, photometric="cfa", extratags=tags, metadata=None)
+
+
+def test_scenes_that_are_no_zoom_sequence_are_skipped_and_reported(tmp_path, root, caplog):
+    data = tmp_path / "data"
+    _copy_scene(root / "00001", data / "00001", ("00001", "00005"))
+    _copy_scene(root / "00002", data / "00002", ("00001",))  # a single shot
+    no_focal = _copy_scene(root / "00003", data / "00003", ("00001", "00005"))
+    _drop_focal_length(no_focal / "00005.JPG", no_focal / "00005.DNG")
+    scenes = find_scenes(data)
+    with caplog.at_level("WARNING"):
+        report = prepare_alignments(scenes, progress=False)
+    assert report.computed == ["00001"]
+    assert set(report.skipped) == {"00002", "00003"}
+    assert "has 1 shot" in report.skipped["00002"] and "00005.JPG: no EXIF focal length" in report.skipped["00003"]
+    assert "00002" in caplog.text and "00003" in caplog.text
+    assert load_alignment(scenes[1]) is None  # the skip is recorded, not recomputed every time
+    assert set(prepare_alignments(scenes, progress=False).skipped) == {"00002", "00003"}
+    module = _module(data, zoom=4, patch_size=8)
+    assert {pair.scene for pair in module.pairs["train"]} == {"00001"}
+    with pytest.raises(SceneSkipped, match="has 1 shot"):
+        SRRAWDataModule(str(data), strict=True, cache_dir=str(tmp_path / "strict")).prepare_data()
+
+
+def test_a_jpg_that_is_not_the_raws_picture_is_named(tmp_path, root):
+    scene_dir = _copy_scene(root / "00002", tmp_path / "data" / "00002", ("00001", "00005"))
+    shutil.copy2(root / "00003" / "00005.JPG", tmp_path / "foreign.JPG")
+    named = _damage(scene_dir, "foreign jpg")
+    with pytest.raises(DatasetError, match="does not show the picture of the raw 00005.DNG") as error:
+        SRRAWDataModule(str(tmp_path / "data"), zoom=4, split_fractions=(1.0, 0.0, 0.0), patch_size=8).prepare_data()
+    assert str(named) in str(error.value)
+
+
+def test_white_balance_comes_from_one_source(tmp_path, root):
+    scene_dir = _copy_scene(root / "00001", tmp_path / "data" / "00001", ("00001", "00005"))
+    truth = _truth(root, "00001")["shots"]
+    camera = _module(tmp_path / "data", patch_size=8)
+    pair = camera.pairs["train"][0]
+    assert pair.wb_input == pytest.approx(truth["00005"]["wb_gains"], abs=1e-3)
+    assert camera.datasets["train"][0]["wb_source"] == "camera"
+    (scene_dir / "wb.txt").write_text("WB\n/some/where/00001/00005:\n2.2 1.1 1.1 1.76\n")  # 00001 missing
+    with pytest.raises(DatasetError, match="no official white balance for shot 00001") as error:
+        _module(tmp_path / "data", patch_size=8, wb_source="wb.txt")
+    assert str(scene_dir / "wb.txt") in str(error.value)
+    (scene_dir / "wb.txt").write_text("WB\n/a/00005:\n2.2 1.1 1.1 1.76\n/a/00001:\n1.9 1.0 1.0 1.5\n")
+    official = _module(tmp_path / "data", patch_size=8, wb_source="wb.txt")
+    pair = official.pairs["train"][0]
+    assert pair.wb_input == pytest.approx((2.0, 1.0, 1.6)) and pair.wb_target == pytest.approx((1.9, 1.0, 1.5))
+    assert official.datasets["train"][0]["wb_source"] == "wb.txt"
 
 
 # ------------------------------------------------------------------ pairs and splits
@@ -351,24 +451,24 @@ def test_batches_of_every_input_variant(root, kind, channels):
     assert module.in_channels == channels
     p, zoom, margin = 16, 4, 8
     batch = next(iter(module.train_dataloader()))
-    assert set(batch) == {"input", "target", "input_rgb", "wb_input", "wb_target", "scene", "input_name",
-                          "target_name", "focal_ratio", "crop"}
+    assert set(batch) == {"input", "target", "wb_input", "wb_target", "wb_source", "scene", "input_name",
+                          "target_name", "focal_ratio", "crop"}  # training reads no more than it uses
     assert batch["input"].shape == (2, channels, p, p) and batch["input"].dtype == torch.float32
     assert batch["target"].shape == (2, 3, 2 * zoom * p + 2 * margin, 2 * zoom * p + 2 * margin)
-    assert batch["input_rgb"].shape == (2, 3, 2 * p, 2 * p)
-    assert batch["wb_input"].shape == batch["wb_target"].shape == (2, 3)
+    assert batch["wb_input"].shape == batch["wb_target"].shape == (2, 3) and batch["wb_source"] == ["camera"] * 2
     assert batch["focal_ratio"].shape == (2,) and batch["focal_ratio"].dtype == torch.float32
     assert batch["crop"].dtype == torch.int64 and batch["crop"][:, 2:].tolist() == [[p, p], [p, p]]
     assert all(isinstance(name, str) for name in batch["scene"] + batch["input_name"] + batch["target_name"])
-    for key in ("target", "input_rgb"):
-        assert batch[key].min() >= 0 and batch[key].max() <= 1 and batch[key].dtype == torch.float32
+    assert batch["target"].min() >= 0 and batch["target"].max() <= 1 and batch["target"].dtype == torch.float32
     assert (batch["wb_input"][:, 1] == 1).all()
 
     val = next(iter(module.val_dataloader()))
+    assert set(val) == set(batch) | {"input_rgb"}
     assert val["input"].shape == (1, channels, 24, 24)
     assert val["target"].shape == (1, 3, 2 * zoom * 24 + 2 * margin, 2 * zoom * 24 + 2 * margin)
+    assert val["input_rgb"].shape == (1, 3, 48, 48) and 0 <= val["input_rgb"].min() and val["input_rgb"].max() <= 1
     predict = next(iter(module.predict_dataloader()))
-    assert set(predict) == {"input", "wb_input", "scene", "input_name", "target_name", "crop"}
+    assert set(predict) == {"input", "wb_input", "wb_source", "scene", "input_name", "target_name", "crop"}
     pair = module.pairs["test"][0]
     assert predict["crop"][0].tolist() == list(pair.region.as_tuple())
     assert predict["input"].shape == (1, channels, pair.region.height, pair.region.width)
@@ -383,12 +483,14 @@ def test_input_values_of_every_variant(root):
     window = torch.from_numpy(mosaic[2 * top : 2 * (top + height), 2 * left : 2 * (left + width)].astype(np.float32))
     expected = (torch.stack([window[0::2, 0::2], window[0::2, 1::2], window[1::2, 1::2], window[1::2, 0::2]]) - 512) / (16383 - 512)
     torch.testing.assert_close(samples["raw"]["input"], expected)
-    jpg = read_jpg(pair.input.jpg_path)[2 * top : 2 * (top + height), 2 * left : 2 * (left + width)]
-    expected_rgb = torch.from_numpy(jpg).permute(2, 0, 1) / 255.0  # same size: input_rgb is the JPG crop itself
-    torch.testing.assert_close(samples["raw"]["input_rgb"], expected_rgb, atol=1e-5, rtol=0)
-
-    rgb, gains = samples["png"]["input_rgb"], samples["png"]["wb_input"].view(3, 1, 1)
+    # the JPG-based inputs see the input's JPG where the camera put the raw's pixels: 8 px up and left
+    jpg = read_jpg(pair.input.jpg_path)[2 * top - 8 : 2 * (top + height) - 8, 2 * left - 8 : 2 * (left + width) - 8]
+    rgb = torch.from_numpy(jpg).permute(2, 0, 1) / 255.0
+    gains = samples["png"]["wb_input"].view(3, 1, 1)
     without_wb = rgb / gains ** (1 / 2.2)
+    unshuffled = F.pixel_unshuffle(without_wb[None], 2)[0]
+    assert (samples["png"]["input"] - unshuffled).abs().mean() < 0.02  # within the camera map's sub-pixel error
+    without_wb = F.pixel_shuffle(samples["png"]["input"][None], 2)[0]  # the input's own JPG crop, as sampled
     torch.testing.assert_close(samples["png"]["input"], F.pixel_unshuffle(without_wb[None], 2)[0])
     assert samples["png"]["input"][1, 0, 0] == without_wb[0, 0, 1]  # space-to-depth: channel 4c + 2i + j
     assert samples["png"]["input"][6, 0, 0] == without_wb[1, 1, 0]
@@ -443,7 +545,7 @@ def test_training_crops_depend_only_on_seed_epoch_and_index(root):
     again = _module(root, crops_per_pair=2).datasets["train"]
     first, second = dataset[(5, 3)], again[(5, 3)]
     assert first["crop"].tolist() == second["crop"].tolist()
-    for key in ("input", "target", "input_rgb"):
+    for key in ("input", "target"):
         assert torch.equal(first[key], second[key])
     crops = {epoch: [dataset.crop_of(i, epoch).as_tuple() for i in range(len(dataset))] for epoch in range(3)}
     assert crops[0] != crops[1] != crops[2]
@@ -454,29 +556,30 @@ def test_training_crops_depend_only_on_seed_epoch_and_index(root):
         assert region.top <= top <= region.top + region.height - 16 and region.left <= left <= region.left + region.width - 16
 
 
-@pytest.mark.parametrize("decoded_files", [1, 64])
-def test_decoded_files_bounds_the_per_worker_file_cache(root, monkeypatch, decoded_files):
-    """A sample reads three files (input raw and JPG, target JPG): a one-file cache re-reads all three
-    every time, a large one reads each distinct file once however often it is sampled."""
+def test_samples_read_the_decoded_windows_and_never_the_files(tmp_path, root, monkeypatch):
+    """After prepare_data, sampling decodes no raw or JPG: it reads memory-mapped windows of them. A raw
+    training sample reads no input JPG, so none is decoded for training pairs."""
+    for scene in ("00001", "00002", "00003"):
+        _copy_scene(root / scene, tmp_path / "data" / scene, ("00001", "00002", "00005", "00006"))
+    module = _module(tmp_path / "data", crops_per_pair=2, split_fractions=(2.0, 1.0, 0.0))
     reads: list[str] = []
-
-    def counting(reader):
-        def read(path):
-            reads.append(str(path))
-            return reader(path)
-
-        return read
-
-    monkeypatch.setattr("datamodules.srraw.dataset.read_raw_mosaic", counting(read_raw_mosaic))
-    monkeypatch.setattr("datamodules.srraw.dataset.read_jpg", counting(read_jpg))
-    dataset = _module(root, crops_per_pair=2, decoded_files=decoded_files).datasets["train"]
-    samples = [dataset[(index, epoch)] for epoch in range(2) for index in range(len(dataset))]
-    distinct = {str(p) for pair in dataset.pairs for p in (pair.input.raw_path, pair.input.jpg_path, pair.target.jpg_path)}
-    assert len(samples) == 36 and 0 < len(distinct) <= 27
-    assert len(reads) == (3 * len(samples) if decoded_files == 1 else len(distinct))
-    assert set(reads) == distinct
-    with pytest.raises(ValueError, match="decoded_files"):
-        SRRAWDataModule(str(root), decoded_files=0)
+    monkeypatch.setattr("datamodules.srraw.decoded.read_raw_mosaic", lambda path: reads.append(str(path)))
+    monkeypatch.setattr("datamodules.srraw.decoded.read_jpg", lambda path: reads.append(str(path)))
+    train, val = module.datasets["train"], module.datasets["val"]
+    samples = [train[(index, epoch)] for epoch in range(2) for index in range(len(train))] + [val[0]]
+    assert len(samples) == 4 * len(train.pairs) + 1 and reads == []
+    for pair in train.pairs:
+        raw = np.load(pair.raw.path, mmap_mode="r")
+        assert raw.dtype == np.uint16 and raw.shape == (4, pair.region.height, pair.region.width)
+        assert pair.target_jpg.path.is_file() and not pair.input_jpg.path.is_file()
+        target = np.load(pair.target_jpg.path, mmap_mode="r")
+        assert target.dtype == np.uint8 and target.shape == (pair.target_jpg.window.height, pair.target_jpg.window.width, 3)
+    assert all(pair.input_jpg.path.is_file() for pair in val.pairs)
+    # a changed source file is decoded again under a new name, never read stale
+    pair = train.pairs[0]
+    before = pair.raw.path
+    os.utime(pair.input.raw_path, ns=(pair.input.raw_path.stat().st_atime_ns, pair.input.raw_path.stat().st_mtime_ns + 10**9))
+    assert pair.raw.path != before and not pair.raw.path.is_file()
 
 
 def test_worker_processes_do_not_change_the_samples(root):
@@ -559,14 +662,18 @@ def test_lightning_keeps_the_sampler_and_sets_its_epoch(root):
 # ------------------------------------------------------------------ official files
 
 
-def test_official_tform_and_wb_files_are_used(tmp_path, root):
+def test_official_tform_and_wb_files_are_used(tmp_path):
     shots = ("00001", "00002", "00005")
-    scene_dir = _copy_scene(root / "00003", tmp_path / "data" / "00003", shots)
-    truth = _truth(root, "00003")["shots"]
+    simulated = tmp_path / "simulated"  # an affine truth: tform.txt holds 2×3 matrices
+    simulate_srraw(simulated, dataclasses.replace(SIMULATION, scenes=1, max_perspective_px=0.0), progress=False)
+    scene_dir = _copy_scene(simulated / "00001", tmp_path / "data" / "00003", shots)
+    truth = _truth(simulated, "00001")["shots"]
+    crop = np.array([[1.0, 0.0, 8.0], [0.0, 1.0, 8.0], [0.0, 0.0, 1.0]])  # JPG pixel → sensor pixel
+    in_jpg = {shot: np.linalg.inv(crop) @ np.array(truth[shot]["ref_to_shot"]) @ crop for shot in shots}
     lines = []
     for position, shot in enumerate(shots, 1):
         ratio = 240.0 / truth[shot]["focal_exif"]
-        official = np.linalg.inv(fov_crop_to_shot((384, 512), ratio)) @ np.array(truth[shot]["ref_to_shot"])
+        official = np.linalg.inv(fov_crop_to_shot((368, 496), ratio)) @ in_jpg[shot]
         lines += [f"00001-{position:05d}:"] + [" ".join(f"{v:.4f}" for v in row) for row in official[:2]]
     (scene_dir / "tform.txt").write_text("\n".join(lines + ["corner:", "00010 00370 00012 00500"]) + "\n")
     (scene_dir / "wb.txt").write_text("WB\n/some/where/00003/00002:\n2.2 1.1 1.1 1.76\n")
@@ -577,9 +684,9 @@ def test_official_tform_and_wb_files_are_used(tmp_path, root):
         aligned = alignment.shots[shot]
         assert aligned.alignment_source == "tform.txt"
         assert aligned.score > 0.8
-        points = np.array([[0, 511, 0, 511], [0, 0, 383, 383], [1, 1, 1, 1]], dtype=np.float64)
-        error = np.abs(aligned.matrix @ points - np.array(truth[shot]["ref_to_shot"]) @ points).max()
+        points = np.array([[0, 495, 0, 495], [0, 0, 367, 367], [1, 1, 1, 1]], dtype=np.float64)
+        error = np.abs(aligned.matrix @ points - in_jpg[shot] @ points).max()
         assert error < 0.1  # only the 4-decimal rounding of tform.txt
-    assert alignment.shots["00002"].white_balance == pytest.approx((2.0, 1.0, 1.6))
-    assert alignment.shots["00002"].white_balance_source == "wb.txt"
-    assert alignment.shots["00005"].white_balance_source == "raw"
+    assert alignment.shots["00002"].official_white_balance == pytest.approx((2.0, 1.0, 1.6))
+    assert alignment.shots["00005"].official_white_balance is None
+    assert alignment.shots["00002"].camera_white_balance == pytest.approx(truth["00002"]["wb_gains"], abs=1e-3)
