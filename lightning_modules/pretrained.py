@@ -50,6 +50,11 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
         "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
         "torchvision VGG19 (ImageNet), used by the CoBi_VGG loss",
     ),
+    "vgg16": WeightsFile(
+        "vgg16-397923af.pth",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "torchvision VGG16 (ImageNet), the starting point of SelfDZSR's feature extractor",
+    ),
     "alexnet": WeightsFile(
         "alexnet-owt-7be5be79.pth",
         "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",

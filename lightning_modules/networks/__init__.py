@@ -1,5 +1,8 @@
 """Plain ``nn.Module`` networks: no losses, optimizers or data."""
 
+from lightning_modules.networks.aux_lr_generator import AuxLRGenerator
+from lightning_modules.networks.dzsr_feature_extractor import DZSRFeatureExtractor
+from lightning_modules.networks.selfdzsr_net import SelfDZSRNet
 from lightning_modules.networks.zoom_learn_net import ZoomLearnNet
 
-__all__ = ["ZoomLearnNet"]
+__all__ = ["AuxLRGenerator", "DZSRFeatureExtractor", "SelfDZSRNet", "ZoomLearnNet"]
