@@ -1,6 +1,8 @@
 """Command line: ``python -m datamodules.simulate srraw --out DIR --scenes N [--size WxH] [--seed S]``
 ``[--lens-blur σ]`` (the optics) ``[--luma-denoise σ] [--chroma-denoise σ] [--jpeg-subsampling 4:2:2]`` (the
-camera JPG's processing)."""
+camera JPG's processing);
+``python -m datamodules.simulate dualzoom --out DIR [--layout nikon|camerafusion] [--output layout|captures]``
+``[--pairs TRAIN TEST] [--size WxH] [--focal-ratio R] [--seed S]`` (a phone dual camera)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import re
 import time
 
 from datamodules.simulate.config import SRRAWSimulation
+from datamodules.simulate.dualzoom import simulate_dualzoom
+from datamodules.simulate.dualzoom_config import DualZoomSimulation
 from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS
 from datamodules.simulate.srraw import simulate_srraw
 
@@ -51,11 +55,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="chroma subsampling of the camera JPGs (default %(default)s)",
     )
     srraw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_dualzoom_parser(datasets)
     return parser
+
+
+def add_dualzoom_parser(datasets: argparse._SubParsersAction) -> None:
+    defaults = DualZoomSimulation()
+    dualzoom = datasets.add_parser(
+        "dualzoom", help="a phone dual camera: DRealSR-Nikon / CameraFusion PNG pairs, or DNG + JPG captures for prepare"
+    )
+    dualzoom.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
+    dualzoom.add_argument("--layout", choices=("nikon", "camerafusion"), default=defaults.layout,
+                          help="dataset layout and its scale: nikon ×4, camerafusion ×2 (default %(default)s)")
+    dualzoom.add_argument("--output", choices=("layout", "captures"), default=defaults.output,
+                          help="PNG pairs in the layout, or short/ + tele/ captures (default %(default)s)")
+    dualzoom.add_argument("--pairs", type=int, nargs=2, default=(defaults.train_pairs, defaults.test_pairs),
+                          metavar=("TRAIN", "TEST"), help="pairs per split (default %(default)s)")
+    dualzoom.add_argument("--size", type=parse_size, default=(defaults.width, defaults.height), metavar="WxH",
+                          help=f"sensor size of both cameras (default {defaults.width}x{defaults.height})")
+    dualzoom.add_argument("--focal-ratio", type=float, default=defaults.focal_ratio,
+                          help="35 mm-equivalent focal ratio tele/short (default %(default)s)")
+    dualzoom.add_argument("--seed", type=int, default=defaults.seed, help="base seed (default %(default)s)")
+    dualzoom.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main_dualzoom(args: argparse.Namespace) -> None:
+    width, height = args.size
+    config = dataclasses.replace(
+        DualZoomSimulation(), layout=args.layout, output=args.output, train_pairs=args.pairs[0],
+        test_pairs=args.pairs[1], width=width, height=height, focal_ratio=args.focal_ratio, seed=args.seed,
+    )
+    start = time.perf_counter()
+    out = simulate_dualzoom(args.out, config, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    pairs = sum(args.pairs)
+    print(f"wrote {pairs} {args.layout} {args.output} pairs ({width}x{height} sensors) to {out} in {elapsed:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.dataset == "dualzoom":
+        main_dualzoom(args)
+        return
     width, height = args.size
     config = dataclasses.replace(
         SRRAWSimulation(),
