@@ -2,7 +2,9 @@
 ``[--lens-blur σ]`` (the optics) ``[--luma-denoise σ] [--chroma-denoise σ] [--jpeg-subsampling 4:2:2]`` (the
 camera JPG's processing);
 ``python -m datamodules.simulate dualzoom --out DIR [--layout nikon|camerafusion] [--output layout|captures]``
-``[--pairs TRAIN TEST] [--size WxH] [--focal-ratio R] [--seed S]`` (a phone dual camera)."""
+``[--pairs TRAIN TEST] [--size WxH] [--focal-ratio R] [--seed S]`` (a phone dual camera);
+``python -m datamodules.simulate zrr --out DIR [--images TRAIN TEST] [--size N] [--seed S]`` (phone raws and
+DSLR JPGs in Zurich RAW-to-RGB's layout)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from datamodules.simulate.dualzoom import simulate_dualzoom
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
 from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS
 from datamodules.simulate.srraw import simulate_srraw
+from datamodules.simulate.zrr import simulate_zrr
+from datamodules.simulate.zrr_config import ZRRSimulation
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srraw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_dualzoom_parser(datasets)
+    add_zrr_parser(datasets)
     return parser
 
 
@@ -92,10 +97,35 @@ def main_dualzoom(args: argparse.Namespace) -> None:
     print(f"wrote {pairs} {args.layout} {args.output} pairs ({width}x{height} sensors) to {out} in {elapsed:.1f} s")
 
 
+def add_zrr_parser(datasets: argparse._SubParsersAction) -> None:
+    defaults = ZRRSimulation()
+    zrr = datasets.add_parser("zrr", help="Zurich RAW-to-RGB: phone raw PNGs and DSLR JPGs with a known misalignment")
+    zrr.add_argument("--out", required=True, help="dataset root to create (must not exist or be empty)")
+    zrr.add_argument("--images", type=int, nargs=2, default=(defaults.train_images, defaults.test_images),
+                     metavar=("TRAIN", "TEST"), help="pairs per split (default %(default)s)")
+    zrr.add_argument("--size", type=int, default=defaults.size,
+                     help="side of the raw and the JPG, even (default %(default)s, ZRR's)")
+    zrr.add_argument("--seed", type=int, default=defaults.seed, help="base seed (default %(default)s)")
+    zrr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main_zrr(args: argparse.Namespace) -> None:
+    config = dataclasses.replace(
+        ZRRSimulation(), train_images=args.images[0], test_images=args.images[1], size=args.size, seed=args.seed
+    )
+    start = time.perf_counter()
+    out = simulate_zrr(args.out, config, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {sum(args.images)} ZRR pairs ({args.size}x{args.size}) to {out} in {elapsed:.1f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.dataset == "dualzoom":
         main_dualzoom(args)
+        return
+    if args.dataset == "zrr":
+        main_zrr(args)
         return
     width, height = args.size
     config = dataclasses.replace(
