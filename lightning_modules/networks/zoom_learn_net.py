@@ -24,12 +24,21 @@ of the FLOPs, by one 3×3 conv to 3·(2N)² channels and a sub-pixel shuffle (Sh
 Normalisation (``norm``): ``"batch"`` is BatchNorm (batch statistics in training, running statistics
 in evaluation, so tiled inference is tile-invariant). The official code always used batch statistics,
 also at inference, which makes outputs depend on the tile; we do not reproduce that. ``"instance"``
-normalises each image on its own (RAW-to-sRGB's port uses it); it has the same parameter count.
+normalises each image on its own; it has the same parameter count. ``"instance_affine"`` is PyTorch's
+``InstanceNorm2d(affine=True)`` (scale γ and shift β, ε = 1e-5): 64 more parameters per norm layer.
+
+The SR-RAW backbone ("SRResNet") of RAW-to-sRGB (Zhang et al., ICCV 2021; ``raw_to_srgb.md`` §1.4) is
+this network with ``norm="instance_affine", deconv_padding="torch", init="torch"`` (see
+:data:`RAW_TO_SRGB_BACKBONE`): its transposed convs use ``padding=1, output_padding=1`` (output indices
+1…2H of the full transposed conv, one pixel off TF's 0…2H−1), and it keeps PyTorch's default
+initialisation (PReLU slopes 0.25). Its ``--scale`` 1 / 2 / 4 is ``zoom`` 1 / 2 / 4 (1 / 2 / 3 upsampling
+stages, output 2 / 4 / 8 × the packed input), with 2,501,635 / 3,682,051 / 4,862,467 parameters.
 """
 
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Literal
 
 import torch
@@ -38,10 +47,15 @@ from torch import Tensor, nn
 
 from ops.bayer import packed_to_rgb_preview
 
-__all__ = ["ZoomLearnNet"]
+__all__ = ["RAW_TO_SRGB_BACKBONE", "ZoomLearnNet"]
 
-Norm = Literal["batch", "instance", "none"]
+Norm = Literal["batch", "instance", "instance_affine", "none"]
 Upsampler = Literal["deconv", "pixel_shuffle"]
+DeconvPadding = Literal["tf", "torch"]
+Init = Literal["tf_slim", "torch"]
+
+#: Options that make :class:`ZoomLearnNet` the official RAW-to-sRGB SR-RAW backbone (``SRResNet``).
+RAW_TO_SRGB_BACKBONE = MappingProxyType({"norm": "instance_affine", "deconv_padding": "torch", "init": "torch"})
 
 
 class ShiftOnlyNorm(nn.Module):
@@ -57,11 +71,28 @@ class ShiftOnlyNorm(nn.Module):
         elif kind == "none":
             self.norm = nn.Identity()
         else:
-            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {kind!r}")
+            raise ValueError(f"norm must be 'batch', 'instance', 'instance_affine' or 'none', got {kind!r}")
         self.beta = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x) + self.beta.view(1, -1, 1, 1)
+
+
+def make_norm(channels: int, kind: Norm) -> nn.Module:
+    """``InstanceNorm2d(affine=True)`` for ``"instance_affine"``, else :class:`ShiftOnlyNorm`."""
+    if kind == "instance_affine":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return ShiftOnlyNorm(channels, kind)
+
+
+def make_deconv(channels: int, padding: DeconvPadding) -> nn.ConvTranspose2d:
+    """3×3 stride-2 transposed conv (H, W) → (2H, 2W): TF "SAME" indices 0…2H−1 (``"tf"``) or PyTorch's
+    ``padding=1, output_padding=1``, indices 1…2H of the full transposed conv (``"torch"``)."""
+    if padding == "tf":
+        return SameTransposedConv2x(channels)
+    if padding == "torch":
+        return nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+    raise ValueError(f"deconv_padding must be 'tf' or 'torch', got {padding!r}")
 
 
 class SamePadConv4x4(nn.Conv2d):
@@ -92,14 +123,14 @@ class SameTransposedConv2x(nn.ConvTranspose2d):
 class ResidualBlock(nn.Module):
     """x + norm(conv3×3(PReLU(norm(conv4×4(x)))))."""
 
-    def __init__(self, channels: int, norm: Norm) -> None:
+    def __init__(self, channels: int, norm: Norm, prelu_init: float = 0.0) -> None:
         super().__init__()
         self.body = nn.Sequential(
             SamePadConv4x4(channels),
-            ShiftOnlyNorm(channels, norm),
-            nn.PReLU(channels, init=0.0),
+            make_norm(channels, norm),
+            nn.PReLU(channels, init=prelu_init),
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            ShiftOnlyNorm(channels, norm),
+            make_norm(channels, norm),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -116,10 +147,13 @@ class ZoomLearnNet(nn.Module):
         width: Channels of the residual trunk (64).
         num_blocks: Residual blocks (16).
         up_width: Channels of the transposed-conv upsampling stages (256).
-        norm: ``"batch"`` (default, paper), ``"instance"`` or ``"none"``.
+        norm: ``"batch"`` (default, paper), ``"instance"``, ``"instance_affine"`` (RAW-to-sRGB) or ``"none"``.
         head_kernel: Kernel size of the head conv (9, paper).
         upsampler: ``"deconv"`` (paper) or ``"pixel_shuffle"`` (module docstring).
         raw_skip: Add the packed raw's RGB preview to the output (needs packed raw, ``in_channels=4``).
+        deconv_padding: ``"tf"`` (paper, TF "SAME") or ``"torch"`` (RAW-to-sRGB); see :func:`make_deconv`.
+        init: ``"tf_slim"`` (paper: Xavier-uniform, zero biases, PReLU slopes 0) or ``"torch"`` (PyTorch's
+            defaults, PReLU slopes 0.25: RAW-to-sRGB).
 
     Shapes: (B, in_channels, h, w) → (B, out_channels, 2N·h, 2N·w).
     """
@@ -136,8 +170,15 @@ class ZoomLearnNet(nn.Module):
         head_kernel: int = 9,
         upsampler: Upsampler = "deconv",
         raw_skip: bool = False,
+        deconv_padding: DeconvPadding = "tf",
+        init: Init = "tf_slim",
     ) -> None:
         super().__init__()
+        if init not in ("tf_slim", "torch"):
+            raise ValueError(f"init must be 'tf_slim' or 'torch', got {init!r}")
+        if deconv_padding not in ("tf", "torch"):
+            raise ValueError(f"deconv_padding must be 'tf' or 'torch', got {deconv_padding!r}")
+        prelu_init = 0.0 if init == "tf_slim" else 0.25
         if zoom < 1 or zoom & (zoom - 1):
             raise ValueError(f"zoom must be a power of two, got {zoom}")
         if head_kernel < 1 or head_kernel % 2 == 0:
@@ -148,12 +189,12 @@ class ZoomLearnNet(nn.Module):
         self.in_channels = in_channels
         self.raw_skip = raw_skip
         self.head = nn.Sequential(
-            nn.Conv2d(in_channels, width, head_kernel, padding=head_kernel // 2), nn.PReLU(width, init=0.0)
+            nn.Conv2d(in_channels, width, head_kernel, padding=head_kernel // 2), nn.PReLU(width, init=prelu_init)
         )
         self.trunk = nn.Sequential(
-            *(ResidualBlock(width, norm) for _ in range(num_blocks)),
+            *(ResidualBlock(width, norm, prelu_init) for _ in range(num_blocks)),
             nn.Conv2d(width, width, 3, padding=1, bias=False),
-            ShiftOnlyNorm(width, norm),
+            make_norm(width, norm),
         )
         if upsampler == "deconv":
             stages = []
@@ -161,8 +202,8 @@ class ZoomLearnNet(nn.Module):
             for _ in range(int(math.log2(zoom)) + 1):
                 stages += [
                     nn.Conv2d(channels, up_width, 3, padding=1),
-                    SameTransposedConv2x(up_width),
-                    nn.PReLU(up_width, init=0.0),
+                    make_deconv(up_width, deconv_padding),
+                    nn.PReLU(up_width, init=prelu_init),
                 ]
                 channels = up_width
             self.upsample = nn.Sequential(*stages)
@@ -174,7 +215,8 @@ class ZoomLearnNet(nn.Module):
             self.tail = nn.Identity()
         else:
             raise ValueError(f"upsampler must be 'deconv' or 'pixel_shuffle', got {upsampler!r}")
-        self.reset_parameters()
+        if init == "tf_slim":
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Xavier-uniform weights and zero biases (TF-slim's defaults)."""
