@@ -6,6 +6,8 @@ the instantiated DataModule, so a paper config never states them twice.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from lightning.pytorch import LightningModule
 
 __all__ = ["ZoomModule"]
@@ -18,7 +20,12 @@ class ZoomModule(LightningModule):
         zoom: Magnification from the input's pixel grid to the output's (linked from the data).
         in_channels: Channels of the network input, e.g. 4 for packed raw (linked from the data).
         patch_size: Side of a training input crop in input pixels (linked from the data).
+
+    Frozen helpers that ``setup`` rebuilds from their own weights (a loss network, the LPIPS backbone) are named
+    by :attr:`frozen_prefixes`: checkpoints leave them out, and loading keeps the ones built in ``setup``.
     """
+
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, zoom: int, in_channels: int, patch_size: int) -> None:
         super().__init__()
@@ -32,3 +39,12 @@ class ZoomModule(LightningModule):
         """The direction of each validation metric this module logs, by name: ``"max"`` or ``"min"``
         (used for the best-value summaries of :class:`~lightning_modules.callbacks.WandbBestSummaries`)."""
         return {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(self.frozen_prefixes)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(self.frozen_prefixes)})

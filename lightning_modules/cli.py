@@ -33,30 +33,48 @@ class RawZoomCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Print the last validation metrics, the model next to bicubic upsampling; close the W&B run."""
-        self._print_validation_summary()
+        self._print_summary("val")
         _finish_wandb_run()
 
     def after_validate(self) -> None:
+        self._print_summary("val")
         _finish_wandb_run()
 
     def after_test(self) -> None:
+        self._print_summary("test")
         _finish_wandb_run()
 
     def after_predict(self) -> None:
         _finish_wandb_run()
 
-    def _print_validation_summary(self) -> None:
+    def _print_summary(self, stage: str) -> None:
+        """Each logged ``{stage}/{metric}{suffix}`` of the model next to ``{stage}/{metric}_bicubic{suffix}``."""
         if not self.trainer.is_global_zero:
             return
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
-        if not metrics:
-            return
-        print("\nFinal validation metrics (model vs bicubic upsampling of the input, same images):")
-        for name in ("psnr", "ssim", "lpips", "lpips_random_backbone"):
-            for suffix, label in (("", "registered GT"), ("_aligned", "GT aligned to each output")):
-                model, bicubic = metrics.get(f"val/{name}{suffix}"), metrics.get(f"val/{name}_bicubic{suffix}")
-                if model is not None and bicubic is not None:
-                    print(f"  {name + suffix:<28} model {model:8.4f}   bicubic {bicubic:8.4f}   ({label})")
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
+        rows = []
+        for key, model in metrics.items():
+            name = next((n for n in _METRICS if key.startswith(f"{stage}/{n}")), None)
+            suffix = key.removeprefix(f"{stage}/{name}") if name else "_bicubic"
+            bicubic = metrics.get(f"{stage}/{name}_bicubic{suffix}")
+            if not suffix.startswith("_bicubic") and bicubic is not None:
+                rows.append((suffix, _METRICS.index(name), name, model, bicubic))
+        if rows:
+            print(f"\nFinal {_STAGES[stage]} metrics (model vs bicubic upsampling of the input, same images):")
+        for suffix, _, name, model, bicubic in sorted(rows):
+            print(f"  {name + suffix:<30} model {model:8.4f}   bicubic {bicubic:8.4f}   ({_PROTOCOLS.get(suffix, suffix)})")
+
+
+#: Metric names of the summary, longest prefix first.
+_METRICS = ("psnr", "ssim", "lpips_random_backbone", "lpips")
+_STAGES = {"val": "validation", "test": "test"}
+#: What each metric suffix measures, for the summary.
+_PROTOCOLS = {
+    "": "whole image, registered GT",
+    "_aligned": "GT aligned to each output",
+    "_centre": "centre box, where the Ref is pasted",
+    "_corner": "outside the centre box",
+}
 
 
 def _finish_wandb_run() -> None:

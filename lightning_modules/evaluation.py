@@ -1,14 +1,19 @@
 """The metric protocols shared by rawzoom's LightningModules.
 
 Every method is evaluated the same way: PSNR, SSIM and LPIPS of an image against a reference, both
-(B, 3, H, W) in [0, 1], accumulated per image and averaged over the images of a stage:
+(B, 3, H, W) in [0, 1], per image, averaged over the images of a stage, over the whole image or over a
+region (a mask (B, 1, H, W), e.g. SelfDZSR's centre and corner regions):
 
-* PSNR = 10·log10(1/MSE) per image (data range 1; torchmetrics ``dim=(1, 2, 3)``);
-* SSIM: torchmetrics, Gaussian window 11×11, σ = 1.5, data range 1, per image;
-* LPIPS-alex v0.1 (Zhang et al. 2018, the ``lpips`` package). The lpips wheel ships the small linear
-  calibration layers; the AlexNet backbone comes through ``pretrained``
-  (:mod:`lightning_modules.pretrained`). With ``pretrained=False`` the backbone is random, the value
-  is *not* LPIPS, and it is logged as ``lpips_random_backbone`` (:func:`lpips_metric_name`).
+* PSNR = 10·log10(1/MSE), the MSE over the region's pixels and channels (data range 1);
+* SSIM: torchmetrics' SSIM map (Gaussian window 11×11, σ = 1.5, data range 1), averaged over the region;
+* LPIPS-alex v0.1 (Zhang et al. 2018, the ``lpips`` package): the usual value for the whole image, the
+  mean of its spatial map over a region. The lpips wheel ships the small linear calibration layers; the
+  AlexNet backbone comes through ``pretrained`` (:mod:`lightning_modules.pretrained`). With
+  ``pretrained=False`` the backbone is random, the value is *not* LPIPS, and it is logged as
+  ``lpips_random_backbone`` (:func:`lpips_metric_name`).
+
+A region's values are area-weighted: the official SelfDZSR protocol averages its corner SSIM and LPIPS
+over four strips of very different sizes without weights (reference ``selfdzsr.md`` §5.3).
 
 A *comparison* names what is compared, as the suffix of the logged key ``{stage}/{metric}{comparison}``:
 e.g. ``""`` the model against the target as the data registered it, ``"_aligned"`` the model against the
@@ -26,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from lightning_modules.pretrained import Pretrained, load_weights
 from ops import translation_search
@@ -38,6 +43,8 @@ __all__ = [
     "bicubic_baseline",
     "aligned_target",
     "center_crop",
+    "psnr_per_image",
+    "ssim_per_image",
     "ImageQualityMetrics",
 ]
 
@@ -69,10 +76,37 @@ def build_lpips(pretrained: Pretrained) -> nn.Module:
     return model
 
 
-def lpips_distance(model: nn.Module, pred: Tensor, target: Tensor) -> Tensor:
-    """Per-image LPIPS (B,) of images in [0, 1] (B, 3, H, W), computed in float32."""
+def _region_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Per-image mean (B,) of values (B, C, H, W), over a mask (B, 1, H, W) when given."""
+    if mask is None:
+        return values.flatten(1).mean(1)
+    weights = mask.to(values.dtype).expand_as(values)
+    return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp_min(1)
+
+
+def psnr_per_image(image: Tensor, reference: Tensor, mask: Tensor | None = None) -> Tensor:
+    """10·log10(1/MSE) per image (B,), the MSE over the mask's pixels (and all channels)."""
+    return -10 * torch.log10(_region_mean((image - reference).square(), mask).clamp_min(1e-12))
+
+
+def ssim_per_image(image: Tensor, reference: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean of the SSIM map per image (B,) (torchmetrics, Gaussian 11×11, σ 1.5, data range 1), over the mask."""
+    _, ssim_map = structural_similarity_index_measure(image, reference, data_range=1.0, reduction="none", return_full_image=True)
+    return _region_mean(ssim_map, mask)
+
+
+def lpips_distance(model: nn.Module, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-image LPIPS (B,) of images in [0, 1] (B, 3, H, W), computed in float32; over a mask, the mean of
+    the spatial LPIPS map (lpips' ``spatial`` mode, its layers upsampled to the image size) there."""
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        return model(pred.float() * 2 - 1, target.float() * 2 - 1).flatten()
+        if mask is None:
+            return model(pred.float() * 2 - 1, target.float() * 2 - 1).flatten()
+        model.spatial = True
+        try:
+            distance_map = model(pred.float() * 2 - 1, target.float() * 2 - 1)
+        finally:
+            model.spatial = False
+        return _region_mean(distance_map, mask)
 
 
 def bicubic_baseline(image: Tensor, scale: int) -> Tensor:
@@ -116,9 +150,8 @@ class ImageQualityMetrics(nn.Module):
         self.accumulators = nn.ModuleDict()
         for stage in stages:
             for comparison in self.comparisons:
-                self.accumulators[f"{stage}_psnr{comparison}"] = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
-                self.accumulators[f"{stage}_ssim{comparison}"] = StructuralSimilarityIndexMeasure(data_range=1.0)
-                self.accumulators[f"{stage}_{self.lpips_name}{comparison}"] = MeanMetric()
+                for name in self.names:
+                    self.accumulators[f"{stage}_{name}{comparison}"] = MeanMetric()
 
     def build(self) -> None:
         """Create the LPIPS network (once) on this module's device."""
@@ -134,19 +167,31 @@ class ImageQualityMetrics(nn.Module):
             for comparison in self.comparisons
         }
 
-    def update(self, stage: str, comparison: str, image: Tensor, reference: Tensor) -> dict[str, Metric]:
-        """Accumulate one batch; returns the accumulators by logged key, for ``LightningModule.log_dict``."""
+    def measure(self, image: Tensor, reference: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-image values {metric name: (B,)} of ``image`` against ``reference``, over ``mask`` when given."""
+        if self.lpips_net is None:
+            raise RuntimeError("LPIPS is created by build(): call it (the module's setup does) first")
+        image, reference = image.float(), reference.float()
+        return {
+            "psnr": psnr_per_image(image, reference, mask),
+            "ssim": ssim_per_image(image, reference, mask),
+            self.lpips_name: lpips_distance(self.lpips_net, image, reference, mask),
+        }
+
+    def accumulate(self, stage: str, comparison: str, values: dict[str, Tensor]) -> dict[str, Metric]:
+        """Add per-image values (from :meth:`measure`) to the accumulators; returns them by logged key, for
+        ``LightningModule.log_dict``."""
         if comparison not in self.comparisons:
             raise ValueError(f"unknown comparison {comparison!r}; this module logs {self.comparisons}")
-        image, reference = image.float(), reference.float()
         logged: dict[str, Metric] = {}
-        for name in self.names:
+        for name, per_image in values.items():
             metric = self.accumulators[f"{stage}_{name}{comparison}"]
-            if name == self.lpips_name:
-                if self.lpips_net is None:
-                    raise RuntimeError("LPIPS is created by build(): call it (the module's setup does) first")
-                metric.update(lpips_distance(self.lpips_net, image, reference))
-            else:
-                metric.update(image, reference)
+            metric.update(per_image)
             logged[f"{stage}/{name}{comparison}"] = metric
         return logged
+
+    def update(
+        self, stage: str, comparison: str, image: Tensor, reference: Tensor, mask: Tensor | None = None
+    ) -> dict[str, Metric]:
+        """:meth:`measure` one batch (over ``mask`` (B, 1, H, W) when given) and :meth:`accumulate` it."""
+        return self.accumulate(stage, comparison, self.measure(image, reference, mask))

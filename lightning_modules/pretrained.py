@@ -48,7 +48,7 @@ KNOWN_WEIGHTS: dict[str, WeightsFile] = {
     "vgg19": WeightsFile(
         "vgg19-dcbb9e9d.pth",
         "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-        "torchvision VGG19 (ImageNet), used by the CoBi_VGG loss",
+        "torchvision VGG19 (ImageNet), used by the CoBi_VGG and sliced Wasserstein losses",
     ),
     "vgg16": WeightsFile(
         "vgg16-397923af.pth",

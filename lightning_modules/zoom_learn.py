@@ -57,8 +57,6 @@ __all__ = ["ZoomLearnModule"]
 
 GAMMA = 2.2
 DEFAULT_VGG_LAYERS = {"conv1_2": 1.0, "conv2_2": 1.0, "conv3_2": 0.5}
-# Frozen helpers created in `setup`; they are rebuilt from `pretrained`, never stored in checkpoints.
-FROZEN_PREFIXES = ("vgg.", "quality.lpips_net.")
 #: Model and bicubic baseline, each against the registered target and the target aligned to it.
 COMPARISONS = ("", "_aligned", "_bicubic", "_bicubic_aligned")
 
@@ -104,6 +102,9 @@ class ZoomLearnModule(ZoomModule):
         seed: Seed of CoBi's position sampling (combined with the global step, so resumed runs
             draw the same positions).
     """
+
+    #: Rebuilt from `pretrained` in `setup`, never stored in checkpoints.
+    frozen_prefixes = ("vgg.", "quality.lpips_net.")
 
     def __init__(
         self,
@@ -195,16 +196,6 @@ class ZoomLearnModule(ZoomModule):
                     vgg.load_torchvision_state_dict(state)
                 self.vgg = vgg.to(self.device)
             self.quality.build()
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
-            del state[key]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Checkpoints carry no frozen helpers: keep the ones built in `setup` under strict loading.
-        own = self.state_dict()
-        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(FROZEN_PREFIXES)})
 
     def metric_goals(self) -> dict[str, str]:
         return {**self.quality.goals("val"), "val/loss": "min", "val/cobi_unique_match": "max"}

@@ -1,6 +1,6 @@
 """Tensor operators (no Lightning, no file I/O): Bayer handling, image geometry and registration, patch and
 VGG features, CoBi/CX, translation search, local shifts, deformable convolution and AdaSTN, Ref↔LR patch
-matching, sliced Wasserstein, correlation, optical flow and backward warping, Haar wavelets."""
+matching, sliced Wasserstein, the position-preserving loss, correlation, optical flow and backward warping, Haar wavelets."""
 
 from ops.bayer import (
     BAYER_PATTERNS,
@@ -28,10 +28,20 @@ from ops.cobi import (
 from ops.correlation import Correlation, correlation
 from ops.deform import AdaSTN, DeformConv2d, deform_conv2d
 from ops.flow import ClassicalFlow, FlowEstimator, PWCNet, RAFTFlow, build_flow_estimator
-from ops.geometry import downscale, inner_box, map_points, pixel_grid, sample_bicubic, scale_map, warp_image
+from ops.geometry import (
+    central_box,
+    downscale,
+    inner_box,
+    map_points,
+    pixel_grid,
+    sample_bicubic,
+    scale_map,
+    warp_image,
+)
 from ops.local_shifts import local_shifts
 from ops.matching import PatchMatcher, index_to_offsets, match_offsets, match_patches, upsample_offsets
 from ops.patches import PatchFeatures, extract_patches, extract_patches_at
+from ops.position_loss import PositionLoss, position_loss
 from ops.registration import SimilarityRegistration, masked_correlation, register_similarity
 from ops.sliced_wasserstein import SlicedWassersteinLoss, sliced_wasserstein
 from ops.translation_search import TranslationSearch, translation_search
@@ -56,6 +66,7 @@ __all__ = [
     "scale_map",
     "pixel_grid",
     "inner_box",
+    "central_box",
     "warp_image",
     "downscale",
     "sample_bicubic",
@@ -84,6 +95,8 @@ __all__ = [
     "match_offsets",
     "upsample_offsets",
     "PatchMatcher",
+    "position_loss",
+    "PositionLoss",
     "sliced_wasserstein",
     "SlicedWassersteinLoss",
     "local_shifts",

@@ -16,7 +16,16 @@ from kornia.geometry.linalg import transform_points
 from kornia.geometry.transform import resize, warp_perspective
 from torch import Tensor
 
-__all__ = ["map_points", "scale_map", "pixel_grid", "inner_box", "warp_image", "downscale", "sample_bicubic"]
+__all__ = [
+    "map_points",
+    "scale_map",
+    "pixel_grid",
+    "inner_box",
+    "central_box",
+    "warp_image",
+    "downscale",
+    "sample_bicubic",
+]
 
 
 def map_points(matrix: Tensor | np.ndarray, xs: Tensor, ys: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,6 +76,13 @@ def inner_box(
     if not (xs[:, 1] > xs[:, 0]).all() or not (ys[1, :] > ys[0, :]).all() or not math.isfinite(float(xs.sum() + ys.sum())):
         raise ValueError("the map flips or strongly rotates the image (or is singular)")
     return float(xs[:, 0].max()), float(ys[0, :].max()), float(xs[:, 1].min()), float(ys[1, :].min())
+
+
+def central_box(height: int, width: int, scale: int) -> tuple[int, int, int, int]:
+    """(top, left, ⌊H/s⌋, ⌊W/s⌋): the central box of an H×W image that a s× longer focal length sees, the
+    footprint of a telephoto view on the short-focus (LR) grid (SelfDZSR's Ref box at test time)."""
+    box_h, box_w = height // scale, width // scale
+    return (height - box_h) // 2, (width - box_w) // 2, box_h, box_w
 
 
 def warp_image(

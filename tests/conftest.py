@@ -1,4 +1,5 @@
-"""Shared fixtures: offline W&B, a small simulated SR-RAW dataset, and the real configs shrunk to CPU size."""
+"""Shared fixtures: offline W&B, small simulated SR-RAW and dual-zoom datasets, and the real configs shrunk to
+CPU size."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from datamodules.simulate.dualzoom import simulate_dualzoom
+from datamodules.simulate.dualzoom_config import DualZoomSimulation
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -39,6 +43,34 @@ def srraw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     simulate_srraw(root, config, progress=False)
     return root
+
+
+#: ×4 Nikon layout: LR 56×40 (⌊256/4⌋ − 8 by ⌊192/4⌋ − 8), HR 224×160.
+NIKON = DualZoomSimulation(layout="nikon", train_pairs=3, test_pairs=2, width=256, height=192, focal_ratio=4.0, seed=1)
+#: ×2 CameraFusion layout: LR 120×88, HR 240×176.
+CAMERAFUSION = DualZoomSimulation(
+    layout="camerafusion", train_pairs=2, test_pairs=1, width=256, height=192, focal_ratio=2.0, seed=2
+)
+
+
+def simulate_dualzoom_small(factory: pytest.TempPathFactory, name: str, config: DualZoomSimulation) -> Path:
+    """Simulate ``config`` into a fresh temporary folder on one thread (small images: threads only cost)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return simulate_dualzoom(factory.mktemp(name) / "data", config, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def nikon_root(tmp_path_factory) -> Path:
+    return simulate_dualzoom_small(tmp_path_factory, "nikon", NIKON)
+
+
+@pytest.fixture(scope="session")
+def camerafusion_root(tmp_path_factory) -> Path:
+    return simulate_dualzoom_small(tmp_path_factory, "camerafusion", CAMERAFUSION)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ Batch keys, per sample (the default collate stacks them; p = ``patch_size``, s =
 Validation samples are the centred ``eval_crop``² LR crop of each **test** image and test/predict
 samples the whole test image (the official code also validates on ``test_*``; there is no separate
 validation set). Their Ref box is the central box B (⌊h/s⌋ × ⌊w/s⌋,
-:func:`~datamodules.dualzoom.dataset.central_box`), so ``ref`` is part of the GT, as in the official protocol; they have no ``degradation``. Validation
+:func:`ops.geometry.central_box`), so ``ref`` is part of the GT, as in the official protocol; they have no ``degradation``. Validation
 here feeds the model's *test-time* graph (the LightningModule's choice), not the official training
 graph. Images of different sizes cannot be batched: keep ``eval_batch_size`` at 1 unless every crop
 has the same size.

@@ -33,8 +33,9 @@ from torch.utils.data import Dataset
 
 from datamodules.dualzoom.degradation import degradation_residual
 from datamodules.dualzoom.layout import DualZoomPair, read_png
+from ops.geometry import central_box
 
-__all__ = ["SampleMode", "CACHED_FILES", "sample_generator", "central_box", "DualZoomDataset"]
+__all__ = ["SampleMode", "CACHED_FILES", "sample_generator", "DualZoomDataset"]
 
 SampleMode = Literal["train", "centre", "full"]
 #: Decoded PNGs each worker keeps (least recently used out first): two pairs.
@@ -45,12 +46,6 @@ def sample_generator(seed: int, epoch: int, index: int, stream: str) -> torch.Ge
     """A torch generator seeded by a hash of (seed, epoch, index, stream)."""
     digest = hashlib.blake2b(f"dualzoom/{seed}/{epoch}/{index}/{stream}".encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-
-
-def central_box(height: int, width: int, scale: int) -> tuple[int, int, int, int]:
-    """(top, left, ⌊h/s⌋, ⌊w/s⌋) of the central box B of an h×w LR image (module docstring)."""
-    box_h, box_w = height // scale, width // scale
-    return (height - box_h) // 2, (width - box_w) // 2, box_h, box_w
 
 
 def _to_tensor(image: np.ndarray) -> Tensor:

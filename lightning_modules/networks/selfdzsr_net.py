@@ -227,8 +227,9 @@ class SelfDZSRNet(nn.Module):
         ref_features: Tensor,
         ref_box: Tensor,
         paste: Tensor,
+        paste_ref: Tensor,
     ) -> None:
-        for name, image in (("lr", lr), ("guide", guide), ("ref", ref)):
+        for name, image in (("lr", lr), ("guide", guide), ("ref", ref), ("paste_ref", paste_ref)):
             if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[1] != 3:
                 shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
                 raise ValueError(f"expected {name} of shape (B, 3, H, W), got {shape}")
@@ -263,13 +264,13 @@ class SelfDZSRNet(nn.Module):
             raise ValueError(
                 f"expected ref_box as an int64 tensor (B={batch}, 4) = (top, left, height, width), got {got}"
             )
-        box_h, box_w = h_r // self.scale, w_r // self.scale
+        box_h, box_w = paste_ref.shape[-2] // self.scale, paste_ref.shape[-1] // self.scale
         top, left, height, width = ref_box.unbind(1)
         bad = (height != box_h) | (width != box_w) | (top < 0) | (left < 0) | (top + box_h > h) | (left + box_w > w)
         if bool(bad.any()):
             raise ValueError(
-                f"expected every ref_box (top, left, height, width) to have height {box_h} = h_r // scale and width "
-                f"{box_w} = w_r // scale and to lie inside the {h}×{w} LR, got {ref_box[bad].tolist()}"
+                f"expected every ref_box (top, left, height, width) to have the pasted Ref's size // scale, "
+                f"{box_h}×{box_w}, and to lie inside the {h}×{w} LR, got {ref_box[bad].tolist()}"
             )
 
     @staticmethod
@@ -297,6 +298,7 @@ class SelfDZSRNet(nn.Module):
         ref_box: Tensor,
         paste: Tensor,
         generator: torch.Generator | None = None,
+        paste_ref: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Aligned LR features and warped Ref features, fused.
 
@@ -314,11 +316,14 @@ class SelfDZSRNet(nn.Module):
                 features inside ``ref_box`` (before ``ref_ada``).
             generator: torch generator of the training-time offset dropout (drawn by ada1, ada2, ada3 in turn;
                 None: the global RNG).
+            paste_ref: the image whose ``ref_head`` is pasted (default ``ref``); the official test-time tiling
+                matches a tile-sized Ref window but pastes the whole Ref (``ref_box`` then has its size // s).
 
         Returns:
             ``fused`` (B, C, h, w) and ``skip`` (B, C, h, w), the aligned LR features (the global skip).
         """
-        self._check_inputs(lr, guide, guide_features, ref, ref_features, ref_box, paste)
+        paste_ref = ref if paste_ref is None else paste_ref
+        self._check_inputs(lr, guide, guide_features, ref, ref_features, ref_box, paste, paste_ref)
         h, w = lr.shape[-2:]
         h_r, w_r = ref.shape[-2:]
         x, h_g = self.head(lr), self.head(guide)
@@ -329,7 +334,8 @@ class SelfDZSRNet(nn.Module):
         offsets = upsample_offsets(match_offsets(guide_features, ref_features), factor=FEATURE_STRIDE)
         warped = self.deform_conv(ref_feat, offsets.to(ref_feat.dtype))
         s = self.scale  # ref_head runs for every sample (cheap), so all parameters are in the graph (DDP)
-        pasted = self.ref_head(ref[..., : h_r // s * s, : w_r // s * s])
+        h_p, w_p = paste_ref.shape[-2:]
+        pasted = self.ref_head(paste_ref[..., : h_p // s * s, : w_p // s * s])
         warped = self.ref_ada(self._paste(warped, pasted, ref_box, paste), h_g)
         fused = self.concat_fea(torch.cat((x, warped.to(x.dtype)), dim=1))
         return fused, x

@@ -13,13 +13,20 @@ import yaml
 from PIL import Image
 
 from datamodules import SRRAWDataModule
-from lightning_modules import ZoomLearnModule
+from datamodules.dualzoom import DualZoomDataModule
+from lightning_modules import SelfDZSRModule, ZoomLearnModule
 from lightning_modules.callbacks import ImagePanelLogger
 from lightning_modules.cli import cli_main
 from tests.conftest import CONFIGS, tiny_run_args
 
 EXPERIMENTS = sorted(CONFIGS.glob("*.yaml"))
-OVERLAYS = ["demo/zoomlearn.yaml", "logger/wandb.yaml", "trainer/ddp.yaml"]
+OVERLAYS = [
+    ("zoomlearn_4x.yaml", "demo/zoomlearn.yaml"),
+    ("zoomlearn_4x.yaml", "logger/wandb.yaml"),
+    ("zoomlearn_4x.yaml", "trainer/ddp.yaml"),
+    ("selfdzsr.yaml", "demo/selfdzsr.yaml"),
+    ("selfdzsr.yaml", "logger/wandb.yaml"),
+]
 
 
 def instantiate(*configs: Path, extra: list[str] | None = None):
@@ -33,12 +40,17 @@ def instantiate(*configs: Path, extra: list[str] | None = None):
 def test_every_experiment_config_instantiates_without_io(config, tmp_path):
     missing_root = tmp_path / "no-such-dataset"
     cli = instantiate(config, extra=["--data.init_args.root", str(missing_root)])
-    assert isinstance(cli.model, ZoomLearnModule) and isinstance(cli.datamodule, SRRAWDataModule)
     data, model = cli.datamodule, cli.model
+    if config.name.startswith("zoomlearn"):
+        assert isinstance(model, ZoomLearnModule) and isinstance(data, SRRAWDataModule)
+        assert model.vgg is None and model.in_channels == model.net.in_channels
+    else:
+        assert isinstance(model, SelfDZSRModule) and isinstance(data, DualZoomDataModule)
+        assert model.sw_loss is None and model.net.scale == data.zoom
     # linked, never repeated
     assert model.zoom == data.zoom and model.patch_size == data.patch_size
-    assert model.in_channels == data.in_channels == model.net.in_channels
-    assert model.vgg is None and model.quality.lpips_net is None  # no weights read
+    assert model.in_channels == data.in_channels
+    assert model.quality.lpips_net is None  # no weights read
     assert not missing_root.exists()  # no data read or written
 
 
@@ -54,17 +66,29 @@ def test_paper_configs_state_the_paper_settings():
         assert data["zoom"] == expected_zoom and data["input"] == expected_input and data["patch_size"] == 64
         assert model["rgb_patch_size"] == expected_n and model["vgg_layers"] == {"conv1_2": 1.0, "conv2_2": 1.0, "conv3_2": 0.5}
         assert model["lr"] == 1e-4 and model["lr_decay"] == 0.05 and model["lr_decay_steps"] == 20000
+    for name, zoom, dropout, w_sw in [
+        ("selfdzsr.yaml", 4, 0.3, 0.08),
+        ("selfdzsr_l1.yaml", 4, 0.3, 0.0),
+        ("selfdzsr_camerafusion.yaml", 2, 0.45, 0.08),
+    ]:
+        config = settings[name]
+        model, data = config["model"]["init_args"], config["data"]["init_args"]
+        assert data["zoom"] == zoom and data["patch_size"] == 48 and data["batch_size"] == 16
+        assert data["epoch_length"] == 16000 and config["trainer"]["max_epochs"] == 400  # 1000 iterations × 400
+        assert model["adastn_dropout"] == dropout and model["paste_probability"] == 0.3 and model["w_sw"] == w_sw
+        assert model["lr"] == 1e-4 and model["aux_lr_ratio"] == 0.5 and model["lr_step_epochs"] == 200
+        assert model["position_weight"] == 100.0
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlays_compose_with_the_paper_config(overlay, tmp_path):
+@pytest.mark.parametrize("paper, overlay", OVERLAYS)
+def test_overlays_compose_with_the_paper_config(paper, overlay, tmp_path):
     extra = ["--data.init_args.root", str(tmp_path / "data")]
     if overlay == "trainer/ddp.yaml":  # no GPU here: same overlay, CPU processes
         extra += ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.sync_batchnorm", "false"]
-    cli = instantiate(CONFIGS / "zoomlearn_4x.yaml", CONFIGS / overlay, extra=extra)
-    if overlay == "demo/zoomlearn.yaml":
+    cli = instantiate(CONFIGS / paper, CONFIGS / overlay, extra=extra)
+    if overlay.startswith("demo/"):
         assert cli.model.hparams.pretrained is False and cli.datamodule.simulate is not None
-        assert cli.datamodule.patch_size == cli.model.patch_size == 16
+        assert cli.datamodule.patch_size == cli.model.patch_size == {"zoomlearn_4x.yaml": 16, "selfdzsr.yaml": 32}[paper]
     if overlay == "trainer/ddp.yaml":
         assert type(cli.trainer.strategy).__name__ == "DDPStrategy" and cli.trainer.num_devices == 2
     if overlay == "logger/wandb.yaml":

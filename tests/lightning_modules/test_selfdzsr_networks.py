@@ -325,7 +325,7 @@ def test_rejects_bad_configurations_and_inputs():
         "ref_features at 1/4": dict(ref_features=torch.rand(2, 8, 3, 4)),
         "paste as a bool": dict(paste=torch.ones(2)),
         "int64 tensor": dict(ref_box=good["ref_box"].int()),
-        "to have height 4": dict(ref_box=torch.tensor([[0, 0, 4, 4], [13, 0, 4, 4]])),
+        "size // scale, 4×4": dict(ref_box=torch.tensor([[0, 0, 4, 4], [13, 0, 4, 4]])),
     }
     for message, change in cases.items():
         with pytest.raises(ValueError, match=message):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules.networks import ZoomLearnNet
-from lightning_modules.tiling import tile_starts, tiled_forward
+from lightning_modules.tiling import tile_starts, tiled_forward, tiled_with_halo
 
 
 def test_tile_starts_cover_the_axis_with_overlap():
@@ -42,3 +42,20 @@ def test_network_tiles_approach_a_full_pass_as_the_overlap_grows():
 def test_rejects_bad_tiles():
     with pytest.raises(ValueError, match="overlap"):
         tiled_forward(lambda t: t, torch.rand(1, 1, 8, 8), scale=1, tile=4, overlap=4)
+
+
+@pytest.mark.parametrize(("height", "width", "tile"), [(37, 53, 16), (20, 20, 32), (64, 40, 8)])
+def test_tiles_with_a_halo_equal_a_full_pass_for_a_bounded_receptive_field(height, width, tile):
+    torch.manual_seed(0)
+    convs = torch.nn.Sequential(  # receptive field radius 3 (three 3×3 convolutions), then ×2 upsampling
+        *(torch.nn.Conv2d(3, 3, 3, padding=1) for _ in range(3)), torch.nn.Upsample(scale_factor=2, mode="nearest")
+    )
+    x = torch.rand(1, 3, height, width, dtype=torch.float64)
+    convs = convs.double()
+    with torch.no_grad():
+        full = convs(x)
+        torch.testing.assert_close(tiled_with_halo(convs, x, scale=2, tile=tile, halo=3), full, rtol=0, atol=1e-12)
+        if max(height, width) > tile:  # too small a halo: the seams show
+            assert (tiled_with_halo(convs, x, scale=2, tile=tile, halo=1) - full).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="halo"):
+        tiled_with_halo(convs, x, scale=2, tile=8, halo=-1)

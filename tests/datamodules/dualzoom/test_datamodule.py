@@ -14,7 +14,7 @@ from datamodules.base import ZoomDataModule
 from datamodules.common.errors import DatasetError
 from datamodules.dualzoom import CameraFusionDataModule, NikonDataModule
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
-from tests.datamodules.dualzoom.conftest import CAMERAFUSION, NIKON
+from tests.conftest import CAMERAFUSION, NIKON
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

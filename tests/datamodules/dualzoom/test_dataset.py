@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.common.epoch_sampler import EpochSampler
-from datamodules.dualzoom.dataset import DualZoomDataset, central_box
+from datamodules.dualzoom.dataset import DualZoomDataset
 from datamodules.dualzoom.degradation import area_downscale
 from datamodules.dualzoom.layout import find_pairs, read_png
+from ops.geometry import central_box
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

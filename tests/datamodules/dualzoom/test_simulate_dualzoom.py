@@ -27,7 +27,8 @@ from datamodules.simulate.dualzoom import (
 )
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
 from ops.registration import register_similarity
-from tests.datamodules.dualzoom.conftest import CAPTURES, NIKON
+from tests.conftest import NIKON
+from tests.datamodules.dualzoom.conftest import CAPTURES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
