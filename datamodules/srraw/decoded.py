@@ -106,21 +106,26 @@ def _window(to_jpg: np.ndarray, xs: torch.Tensor, ys: torch.Tensor, jpg_size: tu
 
 
 def _decode_source(wanted: list[DecodedArray]) -> None:
-    """Decode one source file and write each of its wanted windows."""
+    """Decode one source file and write each of its wanted windows (a raw is packed window by window)."""
     source, first = wanted[0].source, wanted[0]
     if first.kind == "raw":
         metadata, mosaic = read_raw_mosaic(source)
         if first.raw_jpg is not None:
             check_raw_and_jpg(metadata, mosaic, first.raw_jpg, np.array(first.raw_to_jpg))
-        pixels = pack_bayer(torch.from_numpy(mosaic.astype(np.int32)), metadata.pattern).numpy().astype(np.uint16)
     else:
         pixels = read_jpg(source)
     for array in wanted:
         rows, cols = array.window.slices()
-        raw = array.kind == "raw"
-        part = pixels[:, rows, cols] if raw else pixels[rows, cols]
-        if tuple(part.shape[-2:] if raw else part.shape[:2]) != (array.window.height, array.window.width):
-            raise DatasetError(f"{source}: the window {array.window} lies outside the decoded image of {pixels.shape}")
+        if first.kind == "raw":  # the window's Bayer pixels (even offsets keep the CFA pattern), packed
+            part = mosaic[2 * rows.start : 2 * rows.stop, 2 * cols.start : 2 * cols.stop]
+            shape, full = (part.shape[0] // 2, part.shape[1] // 2), (4, mosaic.shape[0] // 2, mosaic.shape[1] // 2)
+        else:
+            part = pixels[rows, cols]
+            shape, full = part.shape[:2], pixels.shape
+        if tuple(shape) != (array.window.height, array.window.width):
+            raise DatasetError(f"{source}: the window {array.window} lies outside the decoded image of {full}")
+        if first.kind == "raw":
+            part = pack_bayer(torch.from_numpy(part.astype(np.int32)), metadata.pattern).numpy().astype(np.uint16)
         array.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(array.path) as tmp:
             np.save(tmp, np.ascontiguousarray(part))
