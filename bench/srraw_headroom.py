@@ -34,6 +34,7 @@ from datamodules import SRRAWDataModule
 from ops import translation_search
 
 SUBPIXEL_SHIFTS = (-0.5, -0.25, 0.0, 0.25, 0.5)
+GAMMA = 2.2
 
 
 def psnr_per_image(image: torch.Tensor, reference: torch.Tensor, border: int = 0) -> torch.Tensor:
@@ -43,9 +44,17 @@ def psnr_per_image(image: torch.Tensor, reference: torch.Tensor, border: int = 0
     return -10 * torch.log10(F.mse_loss(image, reference, reduction="none").mean(dim=(1, 2, 3)))
 
 
+def input_jpg(batch: dict) -> torch.Tensor:
+    """The input shot's camera JPG crop (B, 3, 2h, 2w) of a batch with ``input: png``, whose network input is that
+    crop without its white balance, space-to-depth packed: x = unshuffle(jpg / wb^(1/2.2))."""
+    gains = batch["wb_input"][..., None, None] ** (1.0 / GAMMA)
+    return F.pixel_shuffle(batch["input"], 2) * gains
+
+
 def crop_bounds(batch: dict, zoom: int) -> dict[str, torch.Tensor]:
-    """The four PSNRs (B,) of the module docstring for one training batch."""
-    bicubic = F.interpolate(batch["input_rgb"], scale_factor=zoom, mode="bicubic").clamp(0, 1)
+    """The four PSNRs (B,) of the module docstring for one training batch (``input: png``)."""
+    jpg = input_jpg(batch)
+    bicubic = F.interpolate(jpg, scale_factor=zoom, mode="bicubic").clamp(0, 1)
     target = translation_search(bicubic, batch["target"])[0]
     best = torch.full((bicubic.shape[0],), -torch.inf)
     for dy in SUBPIXEL_SHIFTS:
@@ -59,7 +68,7 @@ def crop_bounds(batch: dict, zoom: int) -> dict[str, torch.Tensor]:
     return {
         "bicubic": psnr_per_image(bicubic, target),
         "bicubic_subpixel": best,
-        "jpg_vs_target_low_res": psnr_per_image(batch["input_rgb"], low_res),
+        "jpg_vs_target_low_res": psnr_per_image(jpg, low_res),
         "oracle": psnr_per_image(oracle, target),
     }
 
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     data = SRRAWDataModule(
         args.root,
         zoom=args.zoom,
+        input="png",
         patch_size=args.patch_size,
         target_margin=8,
         batch_size=8,

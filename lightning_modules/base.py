@@ -26,6 +26,8 @@ class ZoomModule(LightningModule):
     """
 
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: What each logged metric suffix measures (``val/psnr{suffix}``), for the summary the CLI prints.
+    metric_labels: ClassVar[dict[str, str]] = {"": "whole image"}
 
     def __init__(self, zoom: int, in_channels: int, patch_size: int) -> None:
         super().__init__()

@@ -48,33 +48,31 @@ class RawZoomCLI(LightningCLI):
         _finish_wandb_run()
 
     def _print_summary(self, stage: str) -> None:
-        """Each logged ``{stage}/{metric}{suffix}`` of the model next to ``{stage}/{metric}_bicubic{suffix}``."""
+        """Each logged ``{stage}/{metric}{suffix}`` for the suffixes of the model's ``metric_labels``, next to
+        ``{stage}/{metric}_bicubic{suffix}`` where the model logs that baseline."""
         if not self.trainer.is_global_zero:
             return
+        labels = self.model.metric_labels
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
         rows = []
-        for key, model in metrics.items():
-            name = next((n for n in _METRICS if key.startswith(f"{stage}/{n}")), None)
-            suffix = key.removeprefix(f"{stage}/{name}") if name else "_bicubic"
-            bicubic = metrics.get(f"{stage}/{name}_bicubic{suffix}")
-            if not suffix.startswith("_bicubic") and bicubic is not None:
-                rows.append((suffix, _METRICS.index(name), name, model, bicubic))
-        if rows:
-            print(f"\nFinal {_STAGES[stage]} metrics (model vs bicubic upsampling of the input, same images):")
-        for suffix, _, name, model, bicubic in sorted(rows):
-            print(f"  {name + suffix:<30} model {model:8.4f}   bicubic {bicubic:8.4f}   ({_PROTOCOLS.get(suffix, suffix)})")
+        for order, name in enumerate(_METRICS):
+            for position, (suffix, label) in enumerate(labels.items()):
+                model = metrics.get(f"{stage}/{name}{suffix}")
+                if model is not None:
+                    rows.append((position, order, name + suffix, model, metrics.get(f"{stage}/{name}_bicubic{suffix}"), label))
+        if not rows:
+            return
+        with_bicubic = any(bicubic is not None for *_, bicubic, _ in rows)
+        print(f"\nFinal {_STAGES[stage]} metrics" + (" (model vs bicubic upsampling of the input, same images):" if with_bicubic else ":"))
+        width = max(len(key) for _, _, key, *_ in rows) + 2
+        for _, _, key, model, bicubic, label in sorted(rows):
+            baseline = f"   bicubic {bicubic:8.4f}" if bicubic is not None else ""
+            print(f"  {key:<{width}} model {model:8.4f}{baseline}   ({label})")
 
 
-#: Metric names of the summary, longest prefix first.
-_METRICS = ("psnr", "ssim", "lpips_random_backbone", "lpips")
+#: Metric names of the summary, in printing order.
+_METRICS = ("psnr", "ssim", "lpips", "lpips_random_backbone", "gradient_energy")
 _STAGES = {"val": "validation", "test": "test"}
-#: What each metric suffix measures, for the summary.
-_PROTOCOLS = {
-    "": "whole image, registered GT",
-    "_aligned": "GT aligned to each output",
-    "_centre": "centre box, where the Ref is pasted",
-    "_corner": "outside the centre box",
-}
 
 
 def _finish_wandb_run() -> None:

@@ -29,6 +29,7 @@ rest of the image (``…/psnr_corner``, the paper's main numbers), e.g. ``val/ps
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -55,7 +56,7 @@ DECODE_HALO = 40
 #: LR tile side of ``tile: auto`` when it tiles.
 AUTO_TILE = 256
 #: Peak memory of an untiled pass per output pixel, official network size (measured: 8.6 GiB for 12.2 Mpx, whole
-#: process on the CPU); ``tile: auto`` on CUDA runs untiled when this estimate fits in the free memory.
+#: process on the CPU); ``tile: auto`` runs untiled when this estimate fits in the device's free memory.
 WHOLE_IMAGE_BYTES_PER_OUTPUT_PIXEL = 768
 Tile = int | Literal["auto", "official"] | None
 
@@ -92,6 +93,7 @@ class SelfDZSRModule(ZoomModule):
     #: Rebuilt from `pretrained` in `setup`, never stored in checkpoints (the feature extractor is stored: the
     #: official one is a trained network of its own).
     frozen_prefixes = ("sw_loss.", "quality.lpips_net.")
+    metric_labels = {"": "whole image, registered GT", "_centre": "centre box, where the Ref is pasted", "_corner": "outside the centre box"}
 
     def __init__(
         self,
@@ -217,10 +219,10 @@ class SelfDZSRModule(ZoomModule):
 
         ``tile``: ``None`` runs the whole image in one pass; an int N runs the decoder (the memory-heavy part at
         s× resolution) on N×N-pixel LR tiles with a halo wider than its receptive field, with the modulation code
-        of the whole image computed once, so the result equals the untiled one; ``"auto"``: on CUDA the whole
-        image when its estimated peak (:data:`WHOLE_IMAGE_BYTES_PER_OUTPUT_PIXEL`) fits in the free memory, else
-        :data:`AUTO_TILE`-pixel tiles; on the CPU always tiles (faster and half the memory there: 170 s / 4.0 GiB
-        against 229 s / 8.6 GiB for a 1111×687 LR on 2 cores, ``bench/selfdzsr_inference.py``); ``"official"`` is the official
+        of the whole image computed once, so the result equals the untiled one; ``"auto"``: the whole
+        image when its estimated peak (:data:`WHOLE_IMAGE_BYTES_PER_OUTPUT_PIXEL`) fits in the device's free memory
+        (CUDA, or the CPU's free RAM), else :data:`AUTO_TILE`-pixel tiles (for a 1111×687 LR on 2 CPU cores,
+        ``bench/selfdzsr_inference.py``: 93 s / 8.6 GiB untiled, 105 s / 4.0 GiB tiled); ``"official"`` is the official
         3×3 (×4) / 6×6 (×2) tiling with colour-histogram Ref windows, for comparison
         (:mod:`lightning_modules.selfdzsr_official_tiling`).
         """
@@ -309,10 +311,14 @@ class SelfDZSRModule(ZoomModule):
 
 
 def _fits_in_device_memory(lr: Tensor, scale: int) -> bool:
-    """Whether an untiled pass of ``lr`` is expected to fit in the free memory of its CUDA device (False on CPU)."""
-    if lr.device.type != "cuda":
+    """Whether an untiled pass of ``lr`` is expected to fit in the free memory of its device: the CUDA device's free
+    memory, or on the CPU 80 % of the system's free RAM (data-loading workers share it); False where unknown."""
+    if lr.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(lr.device)
+    elif lr.device.type == "cpu" and hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+        free = 0.8 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    else:
         return False
-    free, _ = torch.cuda.mem_get_info(lr.device)
     return lr.shape[0] * scale**2 * lr.shape[-2] * lr.shape[-1] * WHOLE_IMAGE_BYTES_PER_OUTPUT_PIXEL <= free
 
 

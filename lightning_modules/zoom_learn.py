@@ -105,6 +105,7 @@ class ZoomLearnModule(ZoomModule):
 
     #: Rebuilt from `pretrained` in `setup`, never stored in checkpoints.
     frozen_prefixes = ("vgg.", "quality.lpips_net.")
+    metric_labels = {"": "whole image, target as given", "_aligned": "target aligned to each output"}
 
     def __init__(
         self,

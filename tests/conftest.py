@@ -81,6 +81,21 @@ def srraw_split(srraw_root: Path) -> Path:
     return path
 
 
+def one_epoch_trainer_args(run_dir: Path) -> list[str]:
+    """CLI arguments of a quiet one-epoch run writing into ``run_dir`` (logger left to the caller)."""
+    return [
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.max_epochs", "1",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]
+
+
+def csv_logger_args(run_dir: Path) -> list[str]:
+    return ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(run_dir)]
+
+
 def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logger: str = "wandb") -> list[str]:
     """CLI arguments that shrink the paper's 4X config + demo overlay to a seconds-long CPU run."""
     args = [
@@ -97,21 +112,14 @@ def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logge
         "--data.init_args.num_workers", "0",
         "--model.init_args.rgb_patch_size", "3",
         "--model.init_args.cobi_max_positions", "null",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.max_epochs", "1",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
+        *one_epoch_trainer_args(run_dir),
     ]
     if split is not None:
         args += ["--data.init_args.split_file", str(split)]
     if logger == "wandb":
         args += ["--trainer.logger.init_args.save_dir", str(run_dir)]
     else:
-        args += [
-            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.init_args.save_dir", str(run_dir),
-        ]
+        args += csv_logger_args(run_dir)
     return args
 
 

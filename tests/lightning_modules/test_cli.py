@@ -12,11 +12,12 @@ import torch
 import yaml
 from PIL import Image
 
-from datamodules import SRRAWDataModule
+from datamodules import SRRAWDataModule, ZRRDataModule
 from datamodules.dualzoom import DualZoomDataModule
-from lightning_modules import SelfDZSRModule, ZoomLearnModule
+from lightning_modules import RawToSRGBJointModule, SelfDZSRModule, ZoomLearnModule
 from lightning_modules.callbacks import ImagePanelLogger
 from lightning_modules.cli import cli_main
+from lightning_modules.networks import LiteISPNet, ZoomLearnNet
 from tests.conftest import CONFIGS, tiny_run_args
 
 EXPERIMENTS = sorted(CONFIGS.glob("*.yaml"))
@@ -26,6 +27,8 @@ OVERLAYS = [
     ("zoomlearn_4x.yaml", "trainer/ddp.yaml"),
     ("selfdzsr.yaml", "demo/selfdzsr.yaml"),
     ("selfdzsr.yaml", "logger/wandb.yaml"),
+    ("rawtosrgb_zrr.yaml", "demo/rawtosrgb.yaml"),
+    ("rawtosrgb_zrr.yaml", "logger/wandb.yaml"),
 ]
 
 
@@ -44,6 +47,12 @@ def test_every_experiment_config_instantiates_without_io(config, tmp_path):
     if config.name.startswith("zoomlearn"):
         assert isinstance(model, ZoomLearnModule) and isinstance(data, SRRAWDataModule)
         assert model.vgg is None and model.in_channels == model.net.in_channels
+    elif config.name.startswith("rawtosrgb"):
+        assert isinstance(model, RawToSRGBJointModule) and model.perceptual is None
+        if config.name.startswith("rawtosrgb_zrr"):
+            assert isinstance(data, ZRRDataModule) and isinstance(model.net, LiteISPNet)
+        else:
+            assert isinstance(data, SRRAWDataModule) and isinstance(model.net, ZoomLearnNet)
     else:
         assert isinstance(model, SelfDZSRModule) and isinstance(data, DualZoomDataModule)
         assert model.sw_loss is None and model.net.scale == data.zoom
@@ -78,6 +87,23 @@ def test_paper_configs_state_the_paper_settings():
         assert model["adastn_dropout"] == dropout and model["paste_probability"] == 0.3 and model["w_sw"] == w_sw
         assert model["lr"] == 1e-4 and model["aux_lr_ratio"] == 0.5 and model["lr_step_epochs"] == 200
         assert model["position_weight"] == 100.0
+    for name, gan in (("rawtosrgb_zrr.yaml", 0.0), ("rawtosrgb_zrr_gan.yaml", 0.01)):
+        config = settings[name]
+        model, data = config["model"]["init_args"], config["data"]["init_args"]
+        assert model["net"] == {"class_path": "lightning_modules.networks.LiteISPNet", "init_args": {"num_blocks": 4, "coord": True}}
+        assert data["patch_size"] == 224 and data["batch_size"] == 16 and config["trainer"]["max_epochs"] == 100
+        assert model["lr"] == 1e-4 and model["lr_step_epochs"] == 50 and model["gan_weight"] == gan and model["flow"] == "pwcnet"
+        assert (model["w_gcm"], model["w_l1"], model["w_vgg"], model["w_ssim"]) == (1.0, 1.0, 1.0, 0.0)
+    for stage, (scale, lr, new) in {
+        "x1": (1, 1e-4, None), "x2": (2, 1e-4, ["net.upsample.3.", "net.upsample.4.", "net.upsample.5."]),
+        "x4": (4, 5e-5, ["net.upsample.6.", "net.upsample.7.", "net.upsample.8."]),
+    }.items():
+        config = settings[f"rawtosrgb_srraw_{stage}.yaml"]
+        model, data = config["model"]["init_args"], config["data"]["init_args"]
+        assert model["net"]["init_args"] == {"zoom": scale, "norm": "instance_affine", "deconv_padding": "torch", "init": "torch"}
+        assert data["zoom"] == 4 and data["patch_size"] == 64 and data["target_margin"] == 0 and data["batch_size"] == 16
+        assert model["lr"] == lr and model["lr_step_epochs"] == 50 and config["trainer"]["max_epochs"] == 100
+        assert model["white_balance"] == "input" and model["init_new_keys"] == new
 
 
 @pytest.mark.parametrize("paper, overlay", OVERLAYS)
@@ -88,7 +114,8 @@ def test_overlays_compose_with_the_paper_config(paper, overlay, tmp_path):
     cli = instantiate(CONFIGS / paper, CONFIGS / overlay, extra=extra)
     if overlay.startswith("demo/"):
         assert cli.model.hparams.pretrained is False and cli.datamodule.simulate is not None
-        assert cli.datamodule.patch_size == cli.model.patch_size == {"zoomlearn_4x.yaml": 16, "selfdzsr.yaml": 32}[paper]
+        sizes = {"zoomlearn_4x.yaml": 16, "selfdzsr.yaml": 32, "rawtosrgb_zrr.yaml": 48}
+        assert cli.datamodule.patch_size == cli.model.patch_size == sizes[paper]
     if overlay == "trainer/ddp.yaml":
         assert type(cli.trainer.strategy).__name__ == "DDPStrategy" and cli.trainer.num_devices == 2
     if overlay == "logger/wandb.yaml":

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import lightning_modules.selfdzsr as selfdzsr_module
 from datamodules import NikonDataModule
 from lightning_modules import SelfDZSRModule
 from lightning_modules.callbacks import PerImageTestMetrics
@@ -24,7 +25,7 @@ from lightning_modules.checkpoints import (
 from lightning_modules.cli import cli_main
 from lightning_modules.convert import main as convert_main
 from ops import central_box, position_loss
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, csv_logger_args, one_epoch_trainer_args
 from tests.lightning_modules.test_ddp import run_lightning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,6 +101,16 @@ def test_super_resolve_tiled_equals_whole_and_checks_the_ref(nikon_data):
         module.super_resolve(lr, ref, tile=4)
 
 
+def test_auto_tile_runs_whole_images_that_fit_in_free_memory(monkeypatch):
+    """``tile: auto`` estimates the untiled peak (768 B per output pixel) against the device's free memory."""
+    small, huge = torch.zeros(1).expand(1, 3, 64, 64), torch.zeros(1).expand(1, 3, 10**5, 10**5)  # no storage
+    assert selfdzsr_module._fits_in_device_memory(small, 4) and not selfdzsr_module._fits_in_device_memory(huge, 4)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": 4 * 2**30 // 4096}  # 4 GiB free → untiled up to 4.2 Mpx out
+    monkeypatch.setattr(selfdzsr_module.os, "sysconf", lambda name: pages[name])
+    assert selfdzsr_module._fits_in_device_memory(torch.zeros(1).expand(1, 3, 256, 256), 4)
+    assert not selfdzsr_module._fits_in_device_memory(torch.zeros(1).expand(1, 3, 1111, 687), 4)
+
+
 def test_region_metrics_match_an_independent_computation(nikon_data):
     """val/psnr_bicubic_corner etc. equal PSNRs computed here from the images and the central box."""
     module = small_module().eval()
@@ -168,13 +179,8 @@ def tiny_args(root: Path, run_dir: Path) -> list[str]:
         "--data.init_args.num_workers", "0",
         "--model.init_args.channels", "8",
         "--model.init_args.num_blocks", "2",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.max_epochs", "1",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-        "--trainer.logger.save_dir", str(run_dir),
+        *one_epoch_trainer_args(run_dir),
+        *csv_logger_args(run_dir),
     ]
 
 

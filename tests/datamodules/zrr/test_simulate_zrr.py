@@ -25,6 +25,7 @@ from datamodules.simulate.zrr import (
 )
 from datamodules.simulate.zrr_config import ZRRSimulation
 from datamodules.zrr.layout import read_raw_png
+from ops.flow import ClassicalFlow
 from ops.warp import backward_warp
 from tests.datamodules.zrr.conftest import SMALL
 
@@ -103,6 +104,29 @@ def test_stored_flow_warps_the_target_onto_the_raw_view(zrr_root):
         errors = {scale: error(backward_warp(target, scale * flow[None])[0], view) for scale in (-1.0, 0.0, 0.7, 1.0, 1.3)}
         assert errors[1.0] < 0.8 * errors[0.0] and errors[1.0] < min(errors[0.7], errors[1.3]), errors
         assert errors[-1.0] > errors[0.0], errors
+
+
+@pytest.mark.parametrize("preset", ["medium", "fine"])
+def test_classical_flow_recovers_the_true_flow_on_textured_regions(tmp_path, preset):
+    """OpenCV DIS between the DSLR's rendering of the raw's view and the stored JPG target (the demo's 192² size)
+    finds the simulator's true flow: end-point error < 0.5 px and < ¼ of the flow's own magnitude (what a zero
+    estimate would score) where the image has texture (gradient above its median), 8 px from the border."""
+    config = dataclasses.replace(TINY, size=192, train_images=1, test_images=1)
+    root = simulate_zrr(tmp_path / "data", config, progress=False)
+    inner = (slice(8, -8), slice(8, -8))
+    for split, index in (("train", 0), ("test", 0)):
+        image = draw_image(config, split, index)
+        truth = read_true_flow(root, split, str(index))
+        view = _as_batch(render_target(config, image, aligned=True))
+        target = _as_batch(read_jpg(root / split / "canon" / f"{index}.jpg"))
+        estimate = ClassicalFlow(preset)(view, target)[0]
+        grey = view[0].mean(0)
+        gradient = torch.zeros_like(grey)
+        gradient[1:-1, 1:-1] = (grey[1:-1, 2:] - grey[1:-1, :-2]).abs() + (grey[2:, 1:-1] - grey[:-2, 1:-1]).abs()
+        textured = (gradient > gradient[inner].median())[inner]
+        error = float((estimate - truth).norm(dim=0)[inner][textured].mean())
+        magnitude = float(truth.norm(dim=0)[inner][textured].mean())
+        assert magnitude > 0.5 and error < min(0.5, 0.25 * magnitude), (split, preset, error, magnitude)
 
 
 def test_dslr_rendition_saturation_vignetting_and_white_balance():
