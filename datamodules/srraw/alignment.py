@@ -222,7 +222,7 @@ class _Registrar:
         aligned, _ = downscale(torch.where(inside, aligned, self.fixed), factor)
         if min(fixed.shape) < 2 * _RESIDUAL_TILE:
             return score, float("nan")
-        _, shifts = local_shifts(fixed, aligned, tile=_RESIDUAL_TILE, step=_RESIDUAL_TILE // 2)
+        _, shifts = local_shifts(fixed, aligned, tile=_RESIDUAL_TILE)
         lengths = shifts.norm(dim=1)
         lengths = lengths[torch.isfinite(lengths)]
         if not lengths.numel():
