@@ -55,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="in-camera chroma noise reduction, Gaussian σ in pixels (default %(default)s: off)",
     )
     srraw.add_argument(
+        "--cfa-pattern", choices=("RGGB", "BGGR", "GRBG", "GBRG"), default=defaults.cfa_pattern,
+        help="colour filter order of the sensor, raster order (default %(default)s)",
+    )
+    srraw.add_argument("--bit-depth", type=int, choices=(12, 14), default=defaults.bit_depth, help="raw bit depth (default %(default)s)")
+    srraw.add_argument(
+        "--jpeg-border", type=int, default=defaults.jpeg_border, metavar="PX",
+        help="pixels the camera cuts from every side of the sensor image for its JPG (default %(default)s)",
+    )
+    srraw.add_argument(
+        "--portrait-fraction", type=float, default=defaults.portrait_fraction, metavar="SHARE",
+        help="share of the scenes shot in portrait, with EXIF orientation (default %(default)s)",
+    )
+    srraw.add_argument(
         "--jpeg-subsampling", choices=JPEG_SUBSAMPLINGS, default=defaults.jpeg_subsampling,
         help="chroma subsampling of the camera JPGs (default %(default)s)",
     )
@@ -138,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         luma_denoise=args.luma_denoise,
         chroma_denoise=args.chroma_denoise,
         jpeg_subsampling=args.jpeg_subsampling,
+        cfa_pattern=args.cfa_pattern,
+        bit_depth=args.bit_depth,
+        jpeg_border=args.jpeg_border,
+        portrait_fraction=args.portrait_fraction,
     )
     start = time.perf_counter()
     out = simulate_srraw(args.out, config, progress=not args.no_progress)

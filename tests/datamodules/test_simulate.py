@@ -21,7 +21,7 @@ from PIL import Image, JpegImagePlugin
 import datamodules.simulate.srraw as srraw_module
 from datamodules.simulate import SRRAWSimulation, shot_mapping, simulate_srraw, warp_displacement
 from datamodules.simulate.__main__ import main as cli_main
-from datamodules.common.raw import read_raw_mosaic
+from datamodules.common.raw import read_raw_metadata, read_raw_mosaic
 from datamodules.simulate.camera import BLACK_LEVEL, CAMERA_TO_SRGB, WHITE_LEVEL, camera_isp, lens_blur
 from datamodules.simulate.jpeg import write_camera_jpeg
 from datamodules.simulate.scene import ProceduralScene, cell_uniforms
@@ -454,7 +454,8 @@ def test_invalid_configs_are_rejected(tmp_path):
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
     command = ["-m", "datamodules.simulate", "srraw", "--out", str(out), "--scenes", "1", "--size", "256x192",
-               "--lens-blur", "0.8", "--luma-denoise", "1", "--jpeg-subsampling", "4:2:0"]
+               "--lens-blur", "0.8", "--luma-denoise", "1", "--jpeg-subsampling", "4:2:0", "--cfa-pattern", "GRBG",
+               "--bit-depth", "12", "--jpeg-border", "4", "--portrait-fraction", "0"]
     result = subprocess.run(
         [sys.executable, *command],
         check=False,
@@ -471,6 +472,9 @@ def test_command_line(tmp_path):
     assert (config["width"], config["height"], config["scenes"], config["seed"]) == (256, 192, 1, 0)
     assert (config["luma_denoise"], config["chroma_denoise"], config["jpeg_subsampling"]) == (1.0, 0.0, "4:2:0")
     assert config["lens_blur"] == 0.8
+    assert (config["cfa_pattern"], config["bit_depth"], config["jpeg_border"], config["portrait_fraction"]) == ("GRBG", 12, 4, 0.0)
+    metadata = read_raw_metadata(out / "00001" / "00007.DNG")
+    assert metadata.pattern == "GRBG" and metadata.white_level == 4095
     with Image.open(out / "00001" / "00007.JPG") as jpg:
         assert JpegImagePlugin.get_sampling(jpg) == 2
     with rawpy.imread(str(out / "00001" / "00007.DNG")) as raw:
