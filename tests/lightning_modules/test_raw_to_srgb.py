@@ -9,6 +9,7 @@ import csv
 import math
 from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -446,9 +447,14 @@ def test_fit_logs_the_three_protocols_panels_and_prints_them(fitted, capsys):
     assert not any(k.startswith(("flow.", "perceptual.", "quality.lpips_net.")) for k in keys)
 
 
-def test_test_and_predict_from_the_checkpoint(fitted, zrr_root, tmp_path):
+def test_validate_test_and_predict_from_the_checkpoint(fitted, zrr_root, tmp_path):
     cli, _ = fitted
     checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    validated = cli_main(["validate", *tiny_args(zrr_root, tmp_path), "--ckpt_path", checkpoint])
+    for suffix in ("", "_align_raw", "_align_result"):  # the same weights and images as the fit's last validation
+        assert float(validated.trainer.callback_metrics[f"val/psnr{suffix}"]) == pytest.approx(
+            float(cli.trainer.callback_metrics[f"val/psnr{suffix}"]), abs=1e-4
+        )
     tested = cli_main(["test", *tiny_args(zrr_root, tmp_path), "--ckpt_path", checkpoint])
     table = next(c for c in tested.trainer.callbacks if isinstance(c, PerImageTestMetrics))
     assert [row["image"] for row in table.rows] == ["0", "1"]  # the two test images
@@ -499,8 +505,6 @@ def test_fit_and_test_on_simulated_srraw(srraw_root, srraw_split, tmp_path):
         zoom=4, patch_size=8, net=srresnet(1), flow="classical", pretrained=False, w_vgg=0.0, white_balance="input",
         result_flow_scale=0.5,
     )
-    import lightning
-
     trainer = lightning.Trainer(
         accelerator="cpu", max_steps=1, limit_val_batches=1, limit_test_batches=2, limit_predict_batches=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
