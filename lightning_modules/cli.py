@@ -63,7 +63,8 @@ class RawZoomCLI(LightningCLI):
         if not rows:
             return
         with_bicubic = any(bicubic is not None for *_, bicubic, _ in rows)
-        print(f"\nFinal {_STAGES[stage]} metrics" + (" (model vs bicubic upsampling of the input, same images):" if with_bicubic else ":"))
+        heading = " (model vs bicubic upsampling of the input, same images):" if with_bicubic else ":"
+        print(f"\nFinal {_STAGES[stage]} metrics{heading}")
         width = max(len(key) for _, _, key, *_ in rows) + 2
         for _, _, key, model, bicubic, label in sorted(rows):
             baseline = f"   bicubic {bicubic:8.4f}" if bicubic is not None else ""

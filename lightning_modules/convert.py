@@ -111,7 +111,9 @@ def official_raw_to_srgb_network(net: str | os.PathLike) -> dict[str, Any]:
             "class_path": f"{LiteISPNet.__module__}.{LiteISPNet.__name__}",
             "init_args": {"num_blocks": blocks, "coord": coord},
         }
-    raise OfficialCheckpointError(f"{net}: neither an official LiteISPNet nor an SRResNet state dict (keys {sorted(state)[:4]} …)")
+    raise OfficialCheckpointError(
+        f"{net}: neither an official LiteISPNet nor an SRResNet state dict (keys {sorted(state)[:4]} …)"
+    )
 
 
 def rawtosrgb_checkpoint(

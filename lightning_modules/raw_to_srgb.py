@@ -323,7 +323,9 @@ class RawToSRGBJointModule(ZoomModule):
             return
         path = Path(hp.flow_weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{hp.flow} weights '{path}' not found; get {_FLOW_SOURCES[hp.flow]} and set flow_weights to its path")
+            raise FileNotFoundError(
+                f"{hp.flow} weights '{path}' not found; get {_FLOW_SOURCES[hp.flow]} and set flow_weights to its path"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types for damaged or foreign files
@@ -399,12 +401,16 @@ class RawToSRGBJointModule(ZoomModule):
         elif "input" in batch:
             raw = batch["input"]
             if raw.dim() != 4 or raw.shape[1] != 4:
-                raise ValueError(f"expected the SR-RAW DataModule's packed raw input (B, 4, h, w), got {tuple(raw.shape)} (input: raw)")
+                raise ValueError(
+                    f"expected the SR-RAW DataModule's packed raw input (B, 4, h, w), got {tuple(raw.shape)} (input: raw)"
+                )
             raw_rgb = demosaic(unpack_bayer(raw, "RGGB")[:, None], "RGGB")
             names = [f"{scene}_{name}" for scene, name in zip(batch["scene"], batch["input_name"])]
             coord = None
         else:
-            raise ValueError(f"expected a ZRR batch ('raw', 'raw_rgb', …) or an SR-RAW batch ('input', …), got keys {sorted(batch)}")
+            raise ValueError(
+                f"expected a ZRR batch ('raw', 'raw_rgb', …) or an SR-RAW batch ('input', …), got keys {sorted(batch)}"
+            )
         target = batch.get("target")
         if target is not None:
             expected = (2 * self.zoom * raw.shape[-2], 2 * self.zoom * raw.shape[-1])

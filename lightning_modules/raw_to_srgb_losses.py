@@ -52,9 +52,12 @@ _SSIM_C2 = 0.03**2
 
 def _check_masked_pair(image: Tensor, target: Tensor, mask: Tensor) -> None:
     if image.dim() != 4 or image.shape != target.shape:
-        raise ValueError(f"expected image and target of one shape (B, C, H, W), got {tuple(image.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"expected image and target of one shape (B, C, H, W), got {tuple(image.shape)} and {tuple(target.shape)}"
+        )
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
-        raise ValueError(f"expected a mask (B, 1, H, W) = ({image.shape[0]}, 1, {image.shape[2]}, {image.shape[3]}), got {tuple(mask.shape)}")
+        expected = (image.shape[0], 1, *image.shape[-2:])
+        raise ValueError(f"expected a mask (B, 1, H, W) = {expected}, got {tuple(mask.shape)}")
 
 
 def masked_l1(image: Tensor, target: Tensor, mask: Tensor, reduction: LossReduction = "mask") -> Tensor:

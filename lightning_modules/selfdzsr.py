@@ -93,7 +93,11 @@ class SelfDZSRModule(ZoomModule):
     #: Rebuilt from `pretrained` in `setup`, never stored in checkpoints (the feature extractor is stored: the
     #: official one is a trained network of its own).
     frozen_prefixes = ("sw_loss.", "quality.lpips_net.")
-    metric_labels = {"": "whole image, registered GT", "_centre": "centre box, where the Ref is pasted", "_corner": "outside the centre box"}
+    metric_labels = {
+        "": "whole image, registered GT",
+        "_centre": "centre box, where the Ref is pasted",
+        "_corner": "outside the centre box",
+    }
 
     def __init__(
         self,
