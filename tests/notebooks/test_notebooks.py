@@ -13,10 +13,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _execute(name: str, workdir: Path) -> str:
-    """Run ``notebooks/<name>`` from ``workdir/notebooks`` (its data goes to ``workdir/data``); all stdout."""
+    """Run ``notebooks/<name>`` from ``workdir/notebooks`` (its data goes to ``workdir/data``, its plotting
+    helpers are copied along); all stdout. The executed notebook is written back there."""
     folder = workdir / "notebooks"
     folder.mkdir()
-    shutil.copy(NOTEBOOKS / name, folder / name)
+    for file in (name, "plotting.py"):
+        shutil.copy(NOTEBOOKS / file, folder / file)
     notebook = nbformat.read(folder / name, as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     nbformat.write(notebook, folder / name)
@@ -42,3 +44,40 @@ def test_srraw_misalignment_notebook(tmp_path):
     difference = float(re.search(r"measured − true: largest ([\d.]+) px", text).group(1))
     assert true_largest < 1.0 and difference < 1.0
     assert len(re.findall(r"tile at \(", text)) >= 4
+
+
+def test_cobi_matching_notebook(tmp_path):
+    text = _execute("cobi_matching.ipynb", tmp_path)
+    executed = nbformat.read(tmp_path / "notebooks" / "cobi_matching.ipynb", as_version=4)
+    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert sum("image/png" in output.get("data", {}) for output in outputs) == 4
+    true_length = float(re.search(r"true displacement .* length ([\d.]+) px", text).group(1))
+    # w_s → (one-to-one share, mean arrow length, mean distance to the true match), CoBi_RGB of a pair moved by (2, 1) px
+    sweep = {
+        float(w_spatial): tuple(map(float, values))
+        for w_spatial, *values in re.findall(
+            r"w_s=([\d.]+): unique-match share ([\d.]+), mean arrow length ([\d.]+) px, "
+            r"mean distance to the true match ([\d.]+) px",
+            text,
+        )
+    }
+    assert len(sweep) == 10 and true_length == 2.24
+    shares = [share for share, _, _ in sweep.values()]  # measured 0.86 (CX) rising to 1.00
+    assert shares[0] < 0.9 and sweep[0.1][0] > shares[0] + 0.1 and sweep[1.0][0] > 0.99, shares
+    assert all(later > earlier - 0.03 for earlier, later in zip(shares, shares[1:])), shares
+    # CX's far, random matches make its arrows too long (3.15 px); w_s = 0.001 keeps the true displacement
+    # (2.06 px, 0.75 px from the true matches); the configs' w_s = 0.1 pins every patch to its own position
+    cx_length, cx_error = sweep[0.0][1:]
+    small_length, small_error = sweep[0.001][1:]
+    assert cx_length > true_length + 0.5 and cx_error > 1.2
+    assert abs(small_length - true_length) < 0.5 and small_error < cx_error - 0.5
+    assert sweep[0.1][1] < 0.3 and abs(sweep[0.1][2] - true_length) < 0.3
+    # controlled horizontal shifts: L1 and the pinned CoBi grow about 4× from 0 to 4 px, CX about 1.2×
+    rows = re.findall(
+        r"loss under shift ([\d.]+) px: L1 ([\d.]+), CX ([\d.]+), CoBi w_s=0.001 ([\d.]+), CoBi w_s=0.1 ([\d.]+)", text
+    )
+    losses = {float(shift): list(map(float, values)) for shift, *values in rows}
+    assert sorted(losses) == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+    (l1_0, cx_0, small_0, cobi_0), (l1_4, cx_4, small_4, cobi_4) = losses[0.0], losses[4.0]
+    assert cx_0 < cx_4 < 1.5 * cx_0 and small_0 < small_4 < cobi_4
+    assert l1_4 > 2.5 * l1_0 and cobi_4 > 2.5 * cobi_0 and l1_4 / l1_0 > 2 * cx_4 / cx_0

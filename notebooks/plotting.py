@@ -1,0 +1,66 @@
+"""Small matplotlib helpers shared by the notebooks (imported from the notebooks' own folder).
+
+Images are torch tensors: RGB (3, H, W) in [0, 1] or a single channel (H, W), shown with a colour bar.
+Positions are (P, 2) arrays of (x, y) = (column, row) pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.quiver import Quiver
+
+
+def show_images(images: Sequence[torch.Tensor], titles: Sequence[str], suptitle: str, colorbar_label: str = "") -> Figure:
+    """One row of images with pixel axes; each (H, W) map gets a colour bar labelled ``colorbar_label``."""
+    figure, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 4.2), squeeze=False, layout="constrained")
+    for ax, image, title in zip(axes[0], images, titles):
+        if image.dim() == 3:
+            ax.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy())
+        else:
+            shown = ax.imshow(image.numpy(), cmap="magma")
+            figure.colorbar(shown, ax=ax, shrink=0.8, label=colorbar_label)
+        ax.set(title=title, xlabel="x (px)", ylabel="y (px)")
+    figure.suptitle(suptitle)
+    return figure
+
+
+def draw_matches(
+    ax: Axes,
+    image: torch.Tensor,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    colours: np.ndarray,
+    step: int,
+    vmax: float,
+    title: str,
+) -> Quiver:
+    """Arrows from ``sources`` to their matched ``targets`` over ``image`` (grey), every ``step``-th pixel
+    of each axis of an H×W raster of sources, coloured by ``colours`` (P,) on [0, vmax]; returns the
+    arrows for a colour bar."""
+    height, width = image.shape[-2:]
+    grid = np.arange(height * width).reshape(height, width)[step // 2 :: step, step // 2 :: step].ravel()
+    ax.imshow(image.mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
+    start, move = sources[grid], targets[grid] - sources[grid]
+    arrows = ax.quiver(
+        start[:, 0], start[:, 1], move[:, 0], move[:, 1], colours[grid], cmap="viridis", clim=(0, vmax),
+        angles="xy", scale_units="xy", scale=1, width=0.006,
+    )
+    ax.set(title=title, xlabel="x (px)", ylabel="y (px)", xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
+    return arrows
+
+
+def plot_curves(
+    ax: Axes, x: Sequence[float], curves: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabel: str
+) -> None:
+    """One line with markers per entry of ``curves`` (label → values at ``x``), with a legend."""
+    for label, values in curves.items():
+        ax.plot(x, values, marker="o", label=label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
