@@ -64,3 +64,11 @@ def plot_curves(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
+
+
+def draw_box(ax: Axes, top: float, left: float, height: float, width: float, label: str, colour: str = "cyan") -> None:
+    """Outline of the pixel box rows [top, top + height), columns [left, left + width) on an image axis, in the legend."""
+    ax.add_patch(
+        plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor=colour, linewidth=1.5, label=label)
+    )
+    ax.legend(loc="lower right", fontsize="small")
