@@ -116,3 +116,24 @@ def test_selfdzsr_reference_notebook(tmp_path):
     model, bicubic = list(map(float, psnr[:3])), list(map(float, psnr[3:]))
     assert all(math.isfinite(value) for value in model)
     assert all(15.0 < value < 40.0 for value in bicubic), bicubic
+
+
+def test_rawtosrgb_alignment_notebook(tmp_path):
+    text = _execute("rawtosrgb_alignment.ipynb", tmp_path)
+    executed = nbformat.read(tmp_path / "notebooks" / "rawtosrgb_alignment.ipynb", as_version=4)
+    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert sum("image/png" in output.get("data", {}) for output in outputs) == 5
+    assert (tmp_path / "data" / "rawtosrgb_notebook" / "simulation.json").exists()
+    # the GCM fitted on the image brings the raw to the target's colours
+    before, after = map(float, re.search(r"GCM colour error before: ([\d.]+), after: ([\d.]+)", text).groups())
+    assert after < 0.5 * before, (before, after)
+    # the flow from the fitted GCM output follows the simulator's true flow
+    epe, true_mean = map(float, re.search(r"flow EPE vs truth: mean ([\d.]+) px \(true flow mean ([\d.]+) px\)", text).groups())
+    assert epe < 0.5 and epe < true_mean, (epe, true_mean)
+    fraction = float(re.search(r"mask valid fraction: ([\d.]+)", text).group(1))
+    assert 0.8 < fraction <= 1.0
+    psnr = re.search(r"protocols PSNR: original ([\d.-]+) dB, align_raw ([\d.-]+) dB, align_result ([\d.-]+) dB", text)
+    assert psnr and all(math.isfinite(float(value)) for value in psnr.groups())
+    # for the GCM output (meaningful after the fit) removing the misalignment raises the PSNR
+    original, aligned = map(float, re.search(r"GCM output PSNR: original ([\d.]+) dB, align_raw ([\d.]+) dB", text).groups())
+    assert aligned >= original - 0.1 and aligned > 20.0, (original, aligned)
