@@ -33,12 +33,9 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-from torch.utils.data import DataLoader
-
 from datamodules.base import ZoomDataModule
-from datamodules.common.epoch_sampler import EpochSampler
 from datamodules.common.errors import DatasetError
+from datamodules.common.simulation_manifest import check_simulation_manifest
 from datamodules.dualzoom.dataset import DualZoomDataset
 from datamodules.dualzoom.layout import LAYOUT_SCALES, DualZoomPair, find_pairs
 from datamodules.simulate.dualzoom import FORMAT_VERSION, simulate_dualzoom
@@ -152,7 +149,7 @@ class DualZoomDataModule(ZoomDataModule):
         root = Path(self.root)
         manifest = root / "simulation.json"
         if manifest.is_file():
-            self._check_manifest(manifest)
+            check_simulation_manifest(manifest, "dualzoom", FORMAT_VERSION, self.simulate.to_dict())
         elif not (root.is_dir() and any(root.iterdir())):
             log.info("simulating %s dual-zoom data in %s", self.layout, root)
             simulate_dualzoom(root, self.simulate, progress=True)
@@ -182,41 +179,6 @@ class DualZoomDataModule(ZoomDataModule):
             self.pairs["train"] = self._train_pairs()
             self.datasets["train"] = DualZoomDataset(self.pairs["train"], "train", epoch_length=self.epoch_length, **common)
 
-    # ------------------------------------------------------------------ loaders
-
-    def _dataset(self, name: str) -> DualZoomDataset:
-        if name not in self.datasets:
-            raise RuntimeError(f"call setup() for a stage that needs the {name!r} data before asking for its dataloader")
-        return self.datasets[name]
-
-    def _loader(self, dataset: DualZoomDataset, batch_size: int, sampler=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled (index, epoch) keys from :class:`EpochSampler`, incomplete last batch dropped (as official)."""
-        dataset = self._dataset("train")
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(dataset, self.batch_size, sampler, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val"), self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("predict"), 1)
 
 
 class NikonDataModule(DualZoomDataModule):

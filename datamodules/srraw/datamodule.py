@@ -35,18 +35,15 @@ S_h = 2·zoom·p_h, S_w = 2·zoom·p_w, m = ``target_margin``):
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Literal
 
-import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 
 from datamodules.base import ZoomDataModule
-from datamodules.common.epoch_sampler import EpochSampler
 from datamodules.common.errors import DatasetError
+from datamodules.common.simulation_manifest import check_simulation_manifest
 from datamodules.simulate import FORMAT_VERSION, SRRAWSimulation, simulate_srraw
 from datamodules.srraw.alignment import (
     SceneAlignment,
@@ -55,8 +52,20 @@ from datamodules.srraw.alignment import (
     load_alignment,
     prepare_alignments,
 )
-from datamodules.srraw.dataset import InputKind, SRRAWPair, SRRAWPairDataset, WhiteBalanceSource
-from datamodules.srraw.decoded import DECODED_FOLDER, DecodedArray, Window, input_window, target_window, write_decoded
+from datamodules.srraw.dataset import (
+    InputKind,
+    SRRAWPair,
+    SRRAWPairDataset,
+    WhiteBalanceSource,
+)
+from datamodules.srraw.decoded import (
+    DECODED_FOLDER,
+    DecodedArray,
+    Window,
+    input_window,
+    target_window,
+    write_decoded,
+)
 from datamodules.srraw.focal_pairs import select_focal_pairs
 from datamodules.srraw.layout import SceneLocation, find_scenes
 from datamodules.srraw.pair_geometry import bayer_to_target, valid_region
@@ -107,6 +116,8 @@ class SRRAWDataModule(ZoomDataModule):
             being skipped and reported.
         prepare_workers: Processes that align scenes in ``prepare_data``.
     """
+
+    drop_last_train_batch = False  # every crop of every pair is used
 
     def __init__(
         self,
@@ -191,20 +202,7 @@ class SRRAWDataModule(ZoomDataModule):
         root = Path(self.root)
         manifest = root / "simulation.json"
         if manifest.is_file():
-            try:
-                written = json.loads(manifest.read_text())
-                stored, version = written.get("config"), written.get("format")
-            except (OSError, ValueError, AttributeError) as error:
-                raise DatasetError(f"{manifest}: cannot read the simulation manifest ({error})") from error
-            if version != FORMAT_VERSION:
-                raise DatasetError(
-                    f"{manifest}: the data in {root} was written by simulator format {version}, this version writes "
-                    f"format {FORMAT_VERSION} (different images for the same settings); delete {root} to simulate it again"
-                )
-            if stored != self.simulate.to_dict():
-                raise DatasetError(
-                    f"{manifest}: the data in {root} was simulated with {stored}, not with the requested {self.simulate.to_dict()}"
-                )
+            check_simulation_manifest(manifest, None, FORMAT_VERSION, self.simulate.to_dict())
         elif not (root.is_dir() and find_scenes(root)):
             log.info("simulating SR-RAW data in %s", root)
             simulate_srraw(root, self.simulate, progress=True)
@@ -343,41 +341,6 @@ class SRRAWDataModule(ZoomDataModule):
             "predict": SRRAWPairDataset(self.pairs[self.predict_split], "predict", input_kind=self.eval_input, **common),
         }
 
-    # ------------------------------------------------------------------ loaders
-
-    def _loader(self, dataset: SRRAWPairDataset, batch_size: int, sampler=None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def _dataset(self, name: str) -> SRRAWPairDataset:
-        if not self.datasets:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        return self.datasets[name]
-
-    def train_dataloader(self) -> DataLoader:
-        dataset = self._dataset("train")
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(dataset, self.batch_size, sampler)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val"), self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("predict"), 1)
-
 
 def _channels(kind: str) -> int:
     return 12 if kind == "png" else 4
-

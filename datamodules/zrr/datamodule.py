@@ -43,15 +43,21 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from datamodules.base import ZoomDataModule
-from datamodules.common.epoch_sampler import EpochSampler
 from datamodules.common.errors import DatasetError
+from datamodules.common.simulation_manifest import check_simulation_manifest
 from datamodules.simulate.zrr import DATASET, FORMAT_VERSION, simulate_zrr
 from datamodules.simulate.zrr_config import ZRRSimulation
 from datamodules.zrr.dataset import ZRRDataset
-from datamodules.zrr.layout import MAX_RAW_VALUE, RAW_SIZE, PackingOrder, ZRRPair, find_full_resolution, find_pairs
+from datamodules.zrr.layout import (
+    MAX_RAW_VALUE,
+    RAW_SIZE,
+    PackingOrder,
+    ZRRPair,
+    find_full_resolution,
+    find_pairs,
+)
 
 __all__ = ["ZRRDataModule", "holdout_indices"]
 
@@ -193,7 +199,7 @@ class ZRRDataModule(ZoomDataModule):
         root = Path(self.root)
         manifest = root / "simulation.json"
         if manifest.is_file():
-            self._check_manifest(manifest)
+            check_simulation_manifest(manifest, DATASET, FORMAT_VERSION, self.simulate.to_dict())
         elif root.is_dir() and any(root.iterdir()):
             raise DatasetError(
                 f"{root}: asked to simulate ZRR data here, but the folder holds files and no simulation.json; "
@@ -247,39 +253,3 @@ class ZRRDataModule(ZoomDataModule):
         for name in needs.get(stage, everything) if stage is not None else everything:
             if name not in self.datasets:
                 self.datasets[name] = self._make(name)
-
-    # ------------------------------------------------------------------ loaders
-
-    def _get(self, name: str) -> ZRRDataset:
-        if name not in self.datasets:
-            raise RuntimeError(f"call setup() for a stage that needs the {name!r} data before asking for its dataloader")
-        return self.datasets[name]
-
-    def _loader(self, dataset: ZRRDataset, batch_size: int, sampler=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled (index, epoch) keys from :class:`EpochSampler`, incomplete last batch dropped (as official)."""
-        dataset = self._get("train")
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(dataset, self.batch_size, sampler, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._get("val"), self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._get("test"), self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._get("predict"), 1)
