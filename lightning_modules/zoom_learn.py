@@ -82,7 +82,8 @@ class ZoomLearnModule(ZoomModule):
             random weights (``pretrained: false``).
         w_spatial: w_s, weight of CoBi's spatial term. Paper variant: the cost of one output pixel of
             displacement between matched features (``cobi_spatial_units: pixels``), the same at every
-            zoom, crop size and VGG layer.
+            zoom, crop size and VGG layer. ``"auto"``: the official 0.1 per image side, i.e. 0.1/512 ≈ 2e-4
+            per pixel of the paper's 512-pixel crops (:func:`ops.cobi.resolve_w_spatial`).
         cobi_spatial_units: ``"pixels"`` (default) or ``"image"`` (distances in fractions of the
             feature map's side, the earlier convention), see :mod:`ops.cobi`.
         cobi_variant: ``"paper"`` (default) or ``"official"``: the whole TF graph, with its own 63×63
@@ -126,7 +127,7 @@ class ZoomLearnModule(ZoomModule):
         vgg_layers: dict[str, float] | None = None,
         vgg_pooling: Literal["max", "avg"] = "max",
         vgg_normalization: Literal["imagenet", "caffe"] = "imagenet",
-        w_spatial: float = 0.1,
+        w_spatial: float | Literal["auto"] = "auto",
         cobi_spatial_units: Literal["pixels", "image"] = "pixels",
         cobi_variant: Literal["paper", "official"] = "paper",
         cobi_max_positions: int | None = None,

@@ -18,7 +18,8 @@ so sampling never shrinks the search:
     D′_ij = ‖x_i − x_j‖₂, the distance of the two features' image positions, measured in output pixels
             (``spatial_units="pixels"``, default): x = s·(row, col) for a feature map whose pixel spans
             s = ``feature_stride`` output pixels (1 for RGB patches, 2^(k−1) for VGG block k), so w_s is
-            the cost of one pixel of displacement at every zoom and crop size; or, with
+            the cost of one pixel of displacement at every zoom and crop size (default ≈ 2e-4,
+            :data:`W_SPATIAL_PER_PIXEL`); or, with
             ``spatial_units="image"``, x = (row, col)/max(H, W) (fractions of the feature map's side).
 w_s = 0 gives the paper's CX, Eq. (1). Loss = mean over the batch (or per sample, (B,)).
 
@@ -39,8 +40,9 @@ flushed to 0, far below the rounding of the softmax sum (≥ 1).
 
 Memory: the P×Q distance matrices are never held; prediction rows are processed ``chunk_size`` at a time,
 so the peak is O(B·chunk·Q) (Q = P for the official variant, H·W for the paper's). Paper: chunked no-grad
-argmin, then the gradient through the P selected pairs (exactly the gradient of the min for unique minima). Official: a custom autograd function keeps the running
-column max and its argmax, and recomputes each chunk of rows in the backward pass.
+argmin, then the gradient through the P selected pairs (exactly the gradient of the min for unique minima).
+Official: a custom autograd function keeps the running column max and its argmax, and recomputes each chunk of
+rows in the backward pass.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "cobi_loss",
     "cobi_loss_at",
     "sample_positions",
+    "resolve_w_spatial",
     "unique_match_share",
     "contextual_loss",
     "CoBiLoss",
@@ -70,13 +73,29 @@ SpatialUnits = Literal["pixels", "image"]
 
 #: Positions kept by the official code's random sub-sampling (63×63).
 OFFICIAL_MAX_POSITIONS = 63 * 63
+#: The official default w_s (``loss.py``, ``CSFlow.py``): the weight of coordinates scaled like the intensities
+#: (255·row/H against RGB × 255), i.e. per image side against features in [0, 1].
+OFFICIAL_W_SPATIAL = 0.1
+#: ``w_spatial="auto"`` for the paper variant in output pixels: the official 0.1 per image side over the paper's
+#: 512-pixel training crops (reference ``zoom_learn_zoom.md`` §1.7, §3.7), ≈ 2e-4 per pixel. Patch distances
+#: are a few hundredths, so a displacement of tens of pixels still costs less than a wrong patch; a w_s of 0.1
+#: per pixel would pin every feature to its own position (``notebooks/cobi_matching.ipynb``).
+W_SPATIAL_PER_PIXEL = OFFICIAL_W_SPATIAL / 512
 _CHUNK_ELEMENTS = 2**22
 _COSINE_EPS = 1e-8
 
 
 # ----------------------------------------------------------------------------------------- guards
+def resolve_w_spatial(w_spatial: float | Literal["auto"], variant: str, spatial_units: str) -> float:
+    """w_s itself, or for ``"auto"``: :data:`W_SPATIAL_PER_PIXEL` for the paper variant in output pixels,
+    :data:`OFFICIAL_W_SPATIAL` for the official variant and for ``spatial_units="image"``."""
+    if w_spatial != "auto":
+        return w_spatial
+    return W_SPATIAL_PER_PIXEL if variant == "paper" and spatial_units == "pixels" else OFFICIAL_W_SPATIAL
+
+
 def _check_options(
-    w_spatial: float,
+    w_spatial: float | Literal["auto"],
     distance: str,
     variant: str,
     max_positions: int | str | None,
@@ -97,8 +116,9 @@ def _check_options(
         raise ValueError(f"expected spatial_units 'pixels' or 'image', got {spatial_units!r}")
     if isinstance(feature_stride, bool) or not isinstance(feature_stride, (int, float)) or not feature_stride > 0:
         raise ValueError(f"expected feature_stride > 0 (output pixels per feature pixel), got {feature_stride!r}")
+    w_spatial = resolve_w_spatial(w_spatial, variant, spatial_units)
     if not isinstance(w_spatial, (int, float)) or isinstance(w_spatial, bool) or not w_spatial >= 0:
-        raise ValueError(f"expected w_spatial to be a number >= 0, got {w_spatial!r}")
+        raise ValueError(f"expected w_spatial to be 'auto' or a number >= 0, got {w_spatial!r}")
     if variant == "official" and w_spatial > 1:
         raise ValueError(
             f"the official variant blends (1 − w_s)·CX + w_s·CX_sp: expected w_spatial in [0, 1], got {w_spatial}"
@@ -247,8 +267,9 @@ class _ContextualColumnMax(torch.autograd.Function):
     """m_j = max_i [(1 − w_s)·CX_ij + w_s·CX^sp_ij] over target rows i, computed chunk by chunk.
 
     Inputs: target rows (B, P, C), prediction columns (B, P, C) (both already centred/normalised for
-    cosine), grid coordinates (P, 2). Outputs: m (B, P) and the arg-max row i of each column (B, P). Only the row index of each column maximum is kept;
-    the backward pass recomputes CX chunk by chunk (CX^sp is a constant and is not recomputed).
+    cosine), grid coordinates (P, 2). Outputs: m (B, P) and the arg-max row i of each column (B, P). Only the
+    row index of each column maximum is kept; the backward pass recomputes CX chunk by chunk (CX^sp is a
+    constant and is not recomputed).
     """
 
     @staticmethod
@@ -345,7 +366,7 @@ def cobi_loss(
     pred: Tensor,
     target: Tensor,
     *,
-    w_spatial: float = 0.1,
+    w_spatial: float | Literal["auto"] = "auto",
     distance: Distance = "cosine",
     variant: Variant = "paper",
     max_positions: int | Literal["auto"] | None = "auto",
@@ -363,7 +384,8 @@ def cobi_loss(
     per-sample losses (B,) (``"none"``), in float32 (float64 for float64 input).
 
     Args:
-        w_spatial: weight w_s of the spatial term (official: must lie in [0, 1]).
+        w_spatial: weight w_s of the spatial term (official: must lie in [0, 1]); ``"auto"``:
+            :func:`resolve_w_spatial` (0.1 per image side, ≈ 2e-4 per output pixel).
         distance: "cosine" (VGG features) or "l2" (RGB patches).
         variant: "paper" (Eq. 2, default) or "official" (the TF graph).
         max_positions: when H·W exceeds it, this many positions are drawn at random (one draw for the
@@ -430,7 +452,7 @@ def cobi_loss_at(
     positions: Tensor,
     grid_size: tuple[int, int],
     *,
-    w_spatial: float = 0.1,
+    w_spatial: float | Literal["auto"] = "auto",
     distance: Distance = "cosine",
     variant: Variant = "paper",
     feature_stride: float = 1.0,
@@ -457,6 +479,7 @@ def cobi_loss_at(
     _check_options(
         w_spatial, distance, variant, None, bandwidth, eps, chunk_size, reduction, feature_stride, spatial_units
     )
+    w_spatial = resolve_w_spatial(w_spatial, variant, spatial_units)
     height, width = grid_size
     count = positions.numel()
     subsampled = count < height * width
@@ -538,7 +561,7 @@ class CoBiLoss(nn.Module):
 
     def __init__(
         self,
-        w_spatial: float = 0.1,
+        w_spatial: float | Literal["auto"] = "auto",
         distance: Distance = "cosine",
         variant: Variant = "paper",
         max_positions: int | Literal["auto"] | None = "auto",

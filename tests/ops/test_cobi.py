@@ -2,15 +2,16 @@ import math
 
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 from ops.cobi import (
+    W_SPATIAL_PER_PIXEL,
     CoBiLoss,
     ContextualLoss,
     cobi_loss,
     cobi_loss_at,
     contextual_loss,
+    resolve_w_spatial,
     sample_positions,
     unique_match_share,
 )
@@ -233,7 +234,9 @@ def test_paper_per_sample_loss_ignores_the_rest_of_the_batch(distance: str) -> N
 
 def test_paper_sampling_keeps_true_coordinates_and_searches_the_whole_target() -> None:
     pred, target = _pair(2, 3, 5, 7)
-    loss = cobi_loss(pred, target, max_positions=12, generator=torch.Generator().manual_seed(0), reduction="none")
+    loss = cobi_loss(
+        pred, target, w_spatial=0.1, max_positions=12, generator=torch.Generator().manual_seed(0), reduction="none"
+    )
     kept = torch.randperm(35, generator=torch.Generator().manual_seed(0))[:12]
     # naive: full 35×35 distances (true pixel coordinates), the sampled rows, every column
     p = pred.flatten(2).transpose(1, 2)
@@ -301,6 +304,22 @@ def test_spatial_units_pixels_scale_with_the_feature_stride(distance: str) -> No
     torch.testing.assert_close(image, pixels, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_auto_w_spatial_is_the_official_weight_per_image_side(variant: str) -> None:
+    # 0.1 per image side: per output pixel of a 512-pixel crop for the paper variant, 0.1 as such otherwise
+    assert resolve_w_spatial("auto", "paper", "pixels") == 0.1 / 512
+    assert resolve_w_spatial("auto", "paper", "image") == resolve_w_spatial("auto", "official", "pixels") == 0.1
+    assert resolve_w_spatial(0.3, "paper", "pixels") == 0.3
+    pred, target = _features(2, 4, 6, 7), _features(2, 4, 6, 7, seed=1)
+    automatic = cobi_loss(pred, target, variant=variant, distance="l2", reduction="none")
+    explicit = resolve_w_spatial("auto", variant, "pixels")
+    given = cobi_loss(pred, target, w_spatial=explicit, variant=variant, distance="l2", reduction="none")
+    torch.testing.assert_close(automatic, given, rtol=0, atol=0)
+    assert not torch.equal(automatic, cobi_loss(pred, target, w_spatial=0.5, variant=variant, distance="l2", reduction="none"))
+    with pytest.raises(ValueError, match="'auto' or a number"):
+        cobi_loss(pred, target, w_spatial="none", variant=variant)
+
+
 def test_unique_match_share_counts_distinct_targets() -> None:
     matches = torch.tensor([[0, 1, 2, 3], [5, 5, 5, 1], [7, 7, 2, 2]])
     torch.testing.assert_close(unique_match_share(matches), torch.tensor([1.0, 0.5, 0.5]))
@@ -358,7 +377,7 @@ def test_modules_equal_functions(variant: str) -> None:
 
 def test_default_module_is_the_paper_variant_dense() -> None:
     pred, target = _features(2, 3, 5, 6), _features(2, 3, 5, 6, seed=1)
-    expected = cobi_paper_reference(pred, target, 0.1, "cosine").mean()
+    expected = cobi_paper_reference(pred, target, W_SPATIAL_PER_PIXEL, "cosine").mean()
     torch.testing.assert_close(CoBiLoss()(pred, target), expected, rtol=1e-12, atol=1e-14)
 
 
