@@ -133,7 +133,7 @@ def sample_bicubic(image: np.ndarray | Tensor, xs: Tensor, ys: Tensor) -> Tensor
     right = max(min(math.floor(float(xs.max())) + 4, width), left + 1)
     bottom = max(min(math.floor(float(ys.max())) + 4, height), top + 1)
     window = image[top:bottom, left:right]
-    window = torch.from_numpy(np.ascontiguousarray(window)) if isinstance(window, np.ndarray) else window
+    window = torch.from_numpy(np.array(window)) if isinstance(window, np.ndarray) else window  # a writable copy
     patch = window.permute(2, 0, 1).float() / 255.0
     crop_h, crop_w = patch.shape[-2:]
     grid = torch.stack(
