@@ -2,11 +2,16 @@
 
 Images are torch tensors: RGB (3, H, W) in [0, 1] or a single channel (H, W), shown with a colour bar.
 Positions are (P, 2) arrays of (x, y) = (column, row) pixel coordinates.
+
+:func:`save_figure` writes a notebook's figure as SVG into the folder named by ``RAWZOOM_FIGURES`` (the
+README's figures: ``RAWZOOM_FIGURES=docs/figures``), and does nothing when it is not set.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -72,3 +77,38 @@ def draw_box(ax: Axes, top: float, left: float, height: float, width: float, lab
         plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, edgecolor=colour, linewidth=1.5, label=label)
     )
     ax.legend(loc="lower right", fontsize="small")
+
+
+def checkerboard(first: torch.Tensor, second: torch.Tensor, square: int) -> torch.Tensor:
+    """``first`` (C, H, W) in the even squares of side ``square`` pixels, ``second`` in the odd ones."""
+    height, width = first.shape[-2:]
+    rows = torch.arange(height).div(square, rounding_mode="floor")[:, None]
+    cols = torch.arange(width).div(square, rounding_mode="floor")[None, :]
+    return torch.where((rows + cols) % 2 == 0, first, second)
+
+
+def draw_flow(ax: Axes, image: torch.Tensor, flow: torch.Tensor, step: int, gain: float, title: str) -> Quiver:
+    """Arrows of a flow (2, H, W) (u, v in pixels, drawn ``gain`` times their length) every ``step`` pixels
+    over ``image`` (grey), coloured by their true length; returns the arrows for a colour bar."""
+    height, width = flow.shape[-2:]
+    ys, xs = np.mgrid[step // 2 : height : step, step // 2 : width : step]
+    u, v = flow[0, ys, xs].numpy(), flow[1, ys, xs].numpy()
+    ax.imshow(image.mean(0).numpy(), cmap="gray", vmin=0, vmax=1)
+    arrows = ax.quiver(
+        xs, ys, u, v, np.hypot(u, v), cmap="viridis", angles="xy", scale_units="xy", scale=1 / gain, width=0.005
+    )
+    ax.set(title=title, xlabel="x (px)", ylabel="y (px)", xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
+    return arrows
+
+
+def save_figure(figure: Figure, name: str) -> Path | None:
+    """``figure`` as ``$RAWZOOM_FIGURES/<name>.svg`` (no date, fixed ids: the same figure gives the same file);
+    None when ``RAWZOOM_FIGURES`` is not set."""
+    folder = os.environ.get("RAWZOOM_FIGURES")
+    if not folder:
+        return None
+    path = Path(folder) / f"{name}.svg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context({"svg.hashsalt": name}):
+        figure.savefig(path, format="svg", metadata={"Date": None})
+    return path
