@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datamodules.common.flow_weights import read_flow_weights
 from lightning_modules.base import ZoomModule
 from lightning_modules.checkpoints import PackingOrder, load_official_raw_to_srgb
 from lightning_modules.evaluation import ImageQualityMetrics
@@ -94,12 +95,6 @@ PROTOCOLS = {
 COMPARISONS = (*PROTOCOLS, "_gcm_align_raw")
 #: The perceptual loss's layer: the paper names none; relu5_4 is the one of the authors' code.
 DEFAULT_VGG_LAYERS = {"conv5_4": 1.0}
-#: Weight-file sources of the learned flow backends, for error messages.
-_FLOW_SOURCES = {
-    "pwcnet": "the RAW-to-sRGB release's ckpt/pwc-net.pth (= sniklaus' network-default.pytorch)",
-    "raft_small": "https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth",
-    "raft_large": "https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
-}
 
 
 class CurriculumError(RuntimeError):
@@ -321,15 +316,7 @@ class RawToSRGBJointModule(ZoomModule):
         if hp.flow_weights is None:
             log.warning("%s optical flow runs with RANDOM weights (flow_weights: null): the alignment is meaningless.", hp.flow)
             return
-        path = Path(hp.flow_weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{hp.flow} weights '{path}' not found; get {_FLOW_SOURCES[hp.flow]} and set flow_weights to its path"
-            )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for damaged or foreign files
-            raise RuntimeError(f"{path}: cannot read the {hp.flow} weights ({error})") from error
+        state = read_flow_weights(hp.flow, hp.flow_weights)
         self.flow = build_flow_estimator(hp.flow, state, **(hp.flow_options or {})).to(self.device)
 
     def load_previous_stage(self, path: str | Path, new_keys: Sequence[str]) -> None:

@@ -1,2 +1,2 @@
 """What every dataset family shares: raw and camera-JPG reading, atomic writes, the error of bad input,
-and the epoch-aware distributed sampler."""
+the epoch-aware distributed sampler, and reading an optical flow's weight file (for the alignment steps)."""

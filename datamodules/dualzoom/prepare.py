@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 
 from datamodules.common.atomic import atomic_path, write_json_atomic
 from datamodules.common.errors import DatasetError
+from datamodules.common.flow_weights import read_flow_weights
 from datamodules.common.raw import is_raw_file
 from datamodules.dualzoom.degradation import area_downscale
 from datamodules.dualzoom.layout import LAYOUT_SCALES, LAYOUTS, SPLITS, pair_file_names, split_folders, write_png
@@ -527,7 +528,7 @@ def prepare(
         )
     scale = LAYOUT_SCALES[layout]
     shorts, teles = _captures(Path(short_dir)), _captures(Path(tele_dir))
-    estimator = build_flow_estimator(flow, flow_weights)  # type: ignore[arg-type]
+    estimator = build_flow_estimator(flow, None if flow_weights is None else read_flow_weights(flow, flow_weights))
     lr_folder, hr_folder = split_folders(out, split)
     report_path = Path(out) / f"prepare_report_{split}.json"
     try:
@@ -594,10 +595,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         build_parser().error(f"--zoom must be 'auto' or a number, got {args.zoom!r}")
     torch.set_num_threads(max(1, args.threads))
-    report = prepare(
-        args.short_focus, args.telephoto, args.out, args.layout, args.split, zoom, args.flow, args.flow_weights,
-        args.prefer, progress=not args.no_progress, min_correlation=args.min_correlation, min_kept_area=args.min_kept_area,
-    )
+    try:
+        report = prepare(
+            args.short_focus, args.telephoto, args.out, args.layout, args.split, zoom, args.flow, args.flow_weights,
+            args.prefer, progress=not args.no_progress, min_correlation=args.min_correlation,
+            min_kept_area=args.min_kept_area,
+        )
+    except (DatasetError, FileNotFoundError, RuntimeError, ValueError) as error:  # folders, the flow's weights
+        build_parser().error(str(error))
     written = sum(entry["status"] == "written" for entry in report["pairs"].values())
     report_path = Path(args.out) / f"prepare_report_{args.split}.json"
     print(f"{written} of {len(report['pairs'])} pairs written to {args.out}; report: {report_path}")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import datamodules.dualzoom.prepare as prepare_module
+from datamodules.common.flow_weights import read_flow_weights
 from datamodules.dualzoom.degradation import area_downscale
 from datamodules.dualzoom.layout import find_pairs, read_png
 from datamodules.dualzoom.prepare import (
@@ -24,7 +25,7 @@ from datamodules.dualzoom.prepare import (
     read_capture_image,
 )
 from datamodules.simulate.dualzoom import orient_points, short_to_tele, simulate_dualzoom
-from ops.flow import build_flow_estimator
+from ops.flow import PWCNet, build_flow_estimator
 from tests.datamodules.dualzoom.conftest import CAPTURES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -234,3 +235,28 @@ def test_zoom_ratio_prefers_35mm_equivalents():
     assert zoom_ratio(*phone, zoom=3.7) == (3.7, "option")
     with pytest.raises(DatasetError, match="^b.jpg: no EXIF focal length"):
         zoom_ratio(image("a.jpg", 18, None), image("b.jpg", None, None))
+
+
+def test_flow_weights_are_read_from_the_file_or_refused_naming_it(tmp_path, captures_root, capsys):
+    common = ["--short-focus", str(captures_root / "short"), "--telephoto", str(captures_root / "tele"),
+              "--out", str(tmp_path / "out"), "--layout", "nikon", "--split", "train", "--no-progress"]
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(b"not a weight file")
+    for flow, weights, message in (
+        ("pwcnet", tmp_path / "missing.pth", "missing.pth' not found; get the RAW-to-sRGB release"),
+        ("raft_small", damaged, "damaged.pth: cannot read the raft_small weights"),
+        ("classical", damaged, "classical (OpenCV DIS) flow takes no weights"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*common, "--flow", flow, "--flow-weights", str(weights)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        main([*common[:1], str(tmp_path / "no_such_folder"), *common[2:]])
+    assert "no_such_folder: folder does not exist" in capsys.readouterr().err
+    # a state dict written by torch comes back whole and builds the estimator
+    path = tmp_path / "pwc.pth"
+    torch.save(PWCNet().state_dict(), path)
+    state = read_flow_weights("pwcnet", path)
+    assert state.keys() == PWCNet().state_dict().keys()
+    assert isinstance(build_flow_estimator("pwcnet", state), PWCNet)
