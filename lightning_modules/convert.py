@@ -36,6 +36,7 @@ from datamodules.common.atomic import atomic_path
 from lightning_modules.checkpoints import (
     OfficialCheckpointError,
     PackingOrder,
+    _srresnet_scale,
     load_official_raw_to_srgb,
     load_official_selfdzsr,
     read_official_state,
@@ -48,7 +49,6 @@ from lightning_modules.selfdzsr import SelfDZSRModule
 __all__ = ["selfdzsr_checkpoint", "rawtosrgb_checkpoint", "official_raw_to_srgb_network", "main"]
 
 SCALES = (4, 2)
-_SRRESNET_SCALES = {1: 1, 2: 2, 3: 4}  # official SRResNet: upsampling stages → --scale
 #: The official network's size (the scale comes from the data config, linked as in training).
 ARCHITECTURE = {"channels": 64, "num_blocks": 16}
 
@@ -97,12 +97,10 @@ def official_raw_to_srgb_network(net: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"official RAW-to-sRGB network file '{net}' not found")
     state = read_official_state(net)
     if "input_stage.0.weight" in state:
-        stages = len({key.split(".")[0] for key in state if key.startswith("deconv_stage")})
-        if stages not in _SRRESNET_SCALES:
-            raise OfficialCheckpointError(f"{net}: {stages} upsampling stages; the official SRResNet has 1, 2 or 3")
+        zoom = _srresnet_scale(state, r"deconv_stage(\d+)\.", lambda stage: stage, str(net))
         return {
             "class_path": f"{ZoomLearnNet.__module__}.{ZoomLearnNet.__name__}",
-            "init_args": {"zoom": _SRRESNET_SCALES[stages], **RAW_TO_SRGB_BACKBONE},
+            "init_args": {"zoom": zoom, **RAW_TO_SRGB_BACKBONE},
         }
     if "head.weight" in state and "down2.1.rg.0.res.0.weight" in state:
         blocks = len({match.group(1) for key in state if (match := re.match(r"down2\.1\.rg\.(\d+)\.res\.0\.weight$", key))})

@@ -77,7 +77,7 @@ from lightning_modules.raw_to_srgb_losses import (
     ssim_loss,
 )
 from ops import apply_white_balance, backward_warp, demosaic, gamma_compress, unpack_bayer
-from ops.flow import ClassicalFlow, FlowEstimator, FlowKind, PWCNet, RAFTFlow, build_flow_estimator
+from ops.flow import FlowKind, build_flow_estimator
 from ops.warp import Normalization
 
 __all__ = ["RawToSRGBJointModule", "PROTOCOLS", "COMPARISONS", "DEFAULT_VGG_LAYERS", "CurriculumError", "gradient_energy_ratio"]
@@ -140,17 +140,6 @@ def gradient_energy_ratio(image: Tensor, reference: Tensor, mask: Tensor | None 
         return dx.flatten(1).sum(1) + dy.flatten(1).sum(1)
 
     return energy(image) / energy(reference).clamp_min(1e-12)
-
-
-def _build_flow(kind: FlowKind, options: Mapping[str, Any]) -> FlowEstimator:
-    """The flow backend of ``kind`` without weights (they are read in ``setup``)."""
-    if kind == "classical":
-        return ClassicalFlow(**options)
-    if kind == "pwcnet":
-        return PWCNet(None, frozen=True, **options)
-    if kind in ("raft_small", "raft_large"):
-        return RAFTFlow(kind.removeprefix("raft_"), None, frozen=True, **options)
-    raise ValueError(f"flow must be 'classical', 'pwcnet', 'raft_small' or 'raft_large', got {kind!r}")
 
 
 class RawToSRGBJointModule(ZoomModule):
@@ -278,7 +267,7 @@ class RawToSRGBJointModule(ZoomModule):
             raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
         self.net = net
         self.gcm = GlobalColorMapping(coord=gcm_coord)
-        self.flow = _build_flow(flow, flow_options or {})
+        self.flow = build_flow_estimator(flow, None, warn_random=False, **(flow_options or {}))  # weights: setup
         self.discriminator = PatchGANDiscriminator() if gan_weight > 0 else None
         self.automatic_optimization = gan_weight == 0
         self.perceptual: PerceptualLoss | None = None

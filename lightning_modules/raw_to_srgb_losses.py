@@ -23,6 +23,7 @@ validity mask m (B, 1, H, W) ∈ {0, 1} of :func:`ops.warp.backward_warp` (y^w i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -74,8 +75,10 @@ def masked_l1(image: Tensor, target: Tensor, mask: Tensor, reduction: LossReduct
     return difference.sum() / area.clamp_min(1.0)
 
 
+@lru_cache(maxsize=16)
 def _gaussian_window(channels: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The depthwise 11×11 Gaussian window (σ 1.5, sums to 1): (C, 1, 11, 11)."""
+    """The depthwise 11×11 Gaussian window (σ 1.5, sums to 1): (C, 1, 11, 11), built once per (C, dtype, device)
+    (every training step would otherwise copy it to the device); read-only."""
     coords = torch.arange(_SSIM_WINDOW, dtype=torch.float64) - _SSIM_WINDOW // 2
     g = torch.exp(-(coords**2) / (2 * _SSIM_SIGMA**2))
     g = g / g.sum()

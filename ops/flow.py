@@ -443,12 +443,15 @@ class ClassicalFlow(FlowEstimator):
         return f"preset={self.preset!r}, scale={self.scale}"
 
 
-def build_flow_estimator(kind: FlowKind = "classical", weights: Weights = None, **options: Any) -> FlowEstimator:
+def build_flow_estimator(
+    kind: FlowKind = "classical", weights: Weights = None, *, warn_random: bool = True, **options: Any
+) -> FlowEstimator:
     """The estimator of ``kind``; learned backends frozen, with ``weights`` (a loaded state dict).
 
     ``options`` go to the backend's constructor (``preset``/``scale`` for "classical",
     ``channel_order``/``warp_normalization`` for "pwcnet", ``num_flow_updates`` for RAFT). "classical"
-    takes no weights; a learned backend without weights runs with random weights, logged as a warning.
+    takes no weights; a learned backend without weights runs with random weights, logged as a warning
+    unless ``warn_random`` is False (for a caller that loads the weights later).
     """
     if kind == "classical":
         if weights is not None:
@@ -456,7 +459,7 @@ def build_flow_estimator(kind: FlowKind = "classical", weights: Weights = None, 
         return ClassicalFlow(**options)
     if kind not in ("pwcnet", "raft_small", "raft_large"):
         raise ValueError(f"expected kind 'classical', 'pwcnet', 'raft_small' or 'raft_large', got {kind!r}")
-    if weights is None:
+    if weights is None and warn_random:
         log.warning("%s optical flow runs with RANDOM weights: fine for tests, meaningless for alignment.", kind)
     if kind == "pwcnet":
         return PWCNet(weights, frozen=True, **options)

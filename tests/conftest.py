@@ -3,9 +3,11 @@ CPU size."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,13 +56,8 @@ CAMERAFUSION = DualZoomSimulation(
 
 
 def simulate_dualzoom_small(factory: pytest.TempPathFactory, name: str, config: DualZoomSimulation) -> Path:
-    """Simulate ``config`` into a fresh temporary folder on one thread (small images: threads only cost)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return simulate_dualzoom(factory.mktemp(name) / "data", config, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    """Simulate ``config`` into a fresh temporary folder (the simulator runs on one thread itself)."""
+    return simulate_dualzoom(factory.mktemp(name) / "data", config, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +120,19 @@ def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logge
     return args
 
 
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread inside, the previous number after (for module- and session-scoped fixtures)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: extra intra-op threads only add overhead (and stall on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_torch_thread():
+        yield

@@ -28,7 +28,6 @@ has the same size.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import ClassVar
@@ -121,26 +120,6 @@ class DualZoomDataModule(ZoomDataModule):
         return 3
 
     # ------------------------------------------------------------------ preparation
-
-    def _check_manifest(self, manifest: Path) -> None:
-        try:
-            written = json.loads(manifest.read_text())
-            dataset, version, stored = written.get("dataset"), written.get("format"), written.get("config")
-        except (OSError, ValueError, AttributeError) as error:
-            raise DatasetError(f"{manifest}: cannot read the simulation manifest ({error})") from error
-        root = manifest.parent
-        if dataset != "dualzoom":
-            raise DatasetError(f"{manifest}: the data in {root} was written by the {dataset!r} simulator, not 'dualzoom'")
-        if version != FORMAT_VERSION:
-            raise DatasetError(
-                f"{manifest}: the data in {root} was written by simulator format {version}, this version writes "
-                f"format {FORMAT_VERSION} (different images for the same settings); delete {root} to simulate it again"
-            )
-        if stored != self.simulate.to_dict():
-            raise DatasetError(
-                f"{manifest}: the data in {root} was simulated with {stored}, not with the requested "
-                f"{self.simulate.to_dict()}"
-            )
 
     def prepare_data(self) -> None:
         """Simulate the data if asked and ``root`` is missing or empty; refuse a different simulation."""

@@ -17,7 +17,7 @@ from datamodules.simulate.config import SRRAWSimulation
 from datamodules.simulate.dualzoom import simulate_dualzoom
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
 from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS
-from datamodules.simulate.srraw import simulate_srraw
+from datamodules.simulate.srraw import CFA_PATTERNS, simulate_srraw
 from datamodules.simulate.zrr import simulate_zrr
 from datamodules.simulate.zrr_config import ZRRSimulation
 
@@ -55,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="in-camera chroma noise reduction, Gaussian σ in pixels (default %(default)s: off)",
     )
     srraw.add_argument(
-        "--cfa-pattern", choices=("RGGB", "BGGR", "GRBG", "GBRG"), default=defaults.cfa_pattern,
+        "--cfa-pattern", choices=CFA_PATTERNS, default=defaults.cfa_pattern,
         help="colour filter order of the sensor, raster order (default %(default)s)",
     )
-    srraw.add_argument("--bit-depth", type=int, choices=(12, 14), default=defaults.bit_depth, help="raw bit depth (default %(default)s)")
+    srraw.add_argument(
+        "--bit-depth", type=int, choices=(12, 14), default=defaults.bit_depth, help="raw bit depth (default %(default)s)"
+    )
     srraw.add_argument(
         "--jpeg-border", type=int, default=defaults.jpeg_border, metavar="PX",
         help="pixels the camera cuts from every side of the sensor image for its JPG (default %(default)s)",

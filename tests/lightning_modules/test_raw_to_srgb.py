@@ -36,7 +36,7 @@ from lightning_modules.raw_to_srgb_losses import (
 )
 from ops import VGG19Features, backward_warp
 from ops.flow import FlowEstimator
-from tests.conftest import CONFIGS, csv_logger_args, one_epoch_trainer_args
+from tests.conftest import CONFIGS, csv_logger_args, one_epoch_trainer_args, single_torch_thread
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,12 +46,8 @@ TINY = ZRRSimulation(train_images=4, test_images=2, size=64, seed=5)
 
 @pytest.fixture(scope="module")
 def zrr_root(tmp_path_factory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_torch_thread():
         return simulate_zrr(tmp_path_factory.mktemp("zrr") / "data", TINY, progress=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from ops.geometry import central_box
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def _execute(name: str, workdir: Path, settings: dict[str, str] | None = None) -> str:
+def _execute(name: str, workdir: Path, settings: dict[str, str] | None = None) -> tuple[str, int]:
     """Run ``notebooks/<name>`` from ``workdir/notebooks`` (its data goes to ``workdir/data``, its plotting
-    helpers are copied along), each ``settings`` line of its code replaced first; all stdout. The executed
-    notebook is written back there."""
+    helpers are copied along), each ``settings`` line of its code replaced first; return all stdout and the
+    number of figures (PNG outputs). The executed notebook is written back there."""
     folder = workdir / "notebooks"
     folder.mkdir()
     for file in (name, "plotting.py"):
@@ -32,17 +32,14 @@ def _execute(name: str, workdir: Path, settings: dict[str, str] | None = None) -
         cells[0].source = cells[0].source.replace(old, new)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     nbformat.write(notebook, folder / name)
-    return "".join(
-        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
-    )
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    return "".join(output.get("text", "") for output in outputs), sum("image/png" in output.get("data", {}) for output in outputs)
 
 
 @pytest.mark.parametrize("dataset", ["srraw", "zrr", "nikon", "camerafusion"])
 def test_misalignment_notebook(tmp_path, dataset):
-    text = _execute("misalignment.ipynb", tmp_path, {'DATASET = "srraw"': f'DATASET = "{dataset}"'})
-    executed = nbformat.read(tmp_path / "notebooks" / "misalignment.ipynb", as_version=4)
-    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 3
+    text, figures = _execute("misalignment.ipynb", tmp_path, {'DATASET = "srraw"': f'DATASET = "{dataset}"'})
+    assert figures == 3
     count = int(re.search(rf"{dataset}: (\d+) pairs in simulated data", text).group(1))
     # the DIS flow of one pair, averaged over 32-px tiles, against the simulator's true shift at their centres
     # (measured: SR-RAW 0.06 px for a true 0.04, ZRR 0.28 px for 0.87, Nikon 0.06 and CameraFusion 0.08 px for 0)
@@ -73,10 +70,8 @@ def test_misalignment_notebook(tmp_path, dataset):
 
 
 def test_cobi_matching_notebook(tmp_path):
-    text = _execute("cobi_matching.ipynb", tmp_path)
-    executed = nbformat.read(tmp_path / "notebooks" / "cobi_matching.ipynb", as_version=4)
-    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 4
+    text, figures = _execute("cobi_matching.ipynb", tmp_path)
+    assert figures == 4
     true_length = float(re.search(r"true displacement .* length ([\d.]+) px", text).group(1))
     # w_s → (one-to-one share, mean arrow length, mean distance to the true match), CoBi_RGB of a pair moved by (2, 1) px
     sweep = {
@@ -111,10 +106,8 @@ def test_cobi_matching_notebook(tmp_path):
 
 
 def test_selfdzsr_reference_notebook(tmp_path):
-    text = _execute("selfdzsr_reference.ipynb", tmp_path)
-    executed = nbformat.read(tmp_path / "notebooks" / "selfdzsr_reference.ipynb", as_version=4)
-    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 5
+    text, figures = _execute("selfdzsr_reference.ipynb", tmp_path)
+    assert figures == 5
     assert (tmp_path / "data" / "selfdzsr_notebook" / "simulation.json").exists()
     # the Ref box is the central box of the LR, the Ref s× the box (×4: LR 136×184 → box 34×46 at (51, 69))
     height, width = map(int, re.search(r"LR (\d+)x(\d+), GT", text).groups())
@@ -142,10 +135,8 @@ def test_selfdzsr_reference_notebook(tmp_path):
 
 
 def test_rawtosrgb_alignment_notebook(tmp_path):
-    text = _execute("rawtosrgb_alignment.ipynb", tmp_path)
-    executed = nbformat.read(tmp_path / "notebooks" / "rawtosrgb_alignment.ipynb", as_version=4)
-    outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 5
+    text, figures = _execute("rawtosrgb_alignment.ipynb", tmp_path)
+    assert figures == 5
     assert (tmp_path / "data" / "rawtosrgb_notebook" / "simulation.json").exists()
     # the GCM fitted on the image brings the raw to the target's colours
     before, after = map(float, re.search(r"GCM colour error before: ([\d.]+), after: ([\d.]+)", text).groups())

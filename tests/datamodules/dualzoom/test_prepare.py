@@ -26,6 +26,7 @@ from datamodules.dualzoom.prepare import (
 )
 from datamodules.simulate.dualzoom import orient_points, short_to_tele, simulate_dualzoom
 from ops.flow import PWCNet, build_flow_estimator
+from tests.conftest import single_torch_thread
 from tests.datamodules.dualzoom.conftest import CAPTURES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,13 +67,9 @@ def inputs(captures_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(inputs, tmp_path_factory) -> tuple[Path, dict, int]:
     out = tmp_path_factory.mktemp("prepared") / "Nikon"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_torch_thread():
         code = main(["--short-focus", str(inputs / "short"), "--telephoto", str(inputs / "tele"), "--out", str(out),
                      "--layout", "nikon", "--split", "train", "--no-progress"])
-    finally:
-        torch.set_num_threads(threads)
     return out, json.loads((out / "prepare_report_train.json").read_text()), code
 
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 import tifffile
+import torch
 import torch.nn.functional as F
 from PIL import Image
 
@@ -31,6 +31,7 @@ from datamodules.srraw.pair_geometry import CropRegion, output_grid, valid_regio
 from datamodules.srraw.scene_split import read_split_file, split_counts, split_scenes
 from ops.geometry import map_points, scale_map
 from ops.registration import register_similarity
+from tests.conftest import single_torch_thread
 from tests.datamodules.common.test_raw import write_linear_dng
 
 SIMULATION = SRRAWSimulation(scenes=3, width=512, height=384, seed=7)
@@ -44,12 +45,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def root(tmp_path_factory) -> Path:
     """Simulated data, aligned once (through the DataModule's own prepare_data)."""
     root = tmp_path_factory.mktemp("srraw") / "data"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in one_thread (a module-scoped fixture cannot use it)
-    try:
+    with single_torch_thread():  # as in one_thread (a module-scoped fixture cannot use it)
         SRRAWDataModule(str(root), simulate=SIMULATION, num_workers=0).prepare_data()
-    finally:
-        torch.set_num_threads(threads)
     return root
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from datamodules.simulate.zrr import simulate_zrr
 from datamodules.simulate.zrr_config import ZRRSimulation
+from tests.conftest import single_torch_thread
 
 #: 6 train + 2 test pairs of 128² (64² packed), displacement of 1–3 px.
 SMALL = ZRRSimulation(train_images=6, test_images=2, size=128, seed=3)
@@ -19,12 +19,8 @@ SMALL = ZRRSimulation(train_images=6, test_images=2, size=128, seed=3)
 
 @pytest.fixture(scope="session")
 def zrr_root(tmp_path_factory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_torch_thread():
         return simulate_zrr(tmp_path_factory.mktemp("zrr") / "data", SMALL, progress=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def write_pair(root: Path, split: str, name: str, mosaic: np.ndarray, rgb: np.ndarray | None = None) -> None:
