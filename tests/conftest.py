@@ -3,18 +3,16 @@ CPU size."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from datamodules.simulate.dualzoom import simulate_dualzoom
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
+from datamodules.simulate.threads import single_torch_thread
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -118,17 +116,6 @@ def tiny_run_args(root: Path, run_dir: Path, *, split: Path | None = None, logge
     else:
         args += csv_logger_args(run_dir)
     return args
-
-
-@contextlib.contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """One torch intra-op thread inside, the previous number after (for module- and session-scoped fixtures)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -31,11 +31,9 @@ Outputs (``DualZoomSimulation.output``)::
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +60,7 @@ from datamodules.simulate.dng import rational
 from datamodules.simulate.dualzoom_config import DualZoomSimulation
 from datamodules.simulate.geometry import WarpComponent, warp_displacement
 from datamodules.simulate.scene import ProceduralScene
+from datamodules.simulate.threads import single_torch_thread
 from ops.geometry import scale_map
 
 __all__ = [
@@ -447,17 +446,6 @@ def _check_config(config: DualZoomSimulation) -> None:
         raise ValueError("invalid DualZoomSimulation: " + "; ".join(problems))
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Per-pixel work on small images: a second torch thread only adds waiting on shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def simulate_dualzoom(out: str | Path, config: DualZoomSimulation = DualZoomSimulation(), progress: bool = True) -> Path:
     """Write a simulated dual-zoom dataset or capture set to ``out`` (module docstring); return ``out``.
 
@@ -472,7 +460,7 @@ def simulate_dualzoom(out: str | Path, config: DualZoomSimulation = DualZoomSimu
             raise FileExistsError(f"{out}: refusing to overwrite an existing non-empty path with simulated data")
         out.rmdir()
     total = config.train_pairs + config.test_pairs
-    with atomic_directory(out) as tmp, _one_torch_thread():
+    with atomic_directory(out) as tmp, single_torch_thread():
         if config.output == "layout":
             for split in ("train", "test"):
                 for folder in split_folders(tmp, split):

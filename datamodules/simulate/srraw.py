@@ -32,16 +32,13 @@ no warp.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from datamodules.common.atomic import atomic_directory
@@ -59,6 +56,7 @@ from datamodules.simulate.dng import write_dng
 from datamodules.simulate.geometry import ShotGeometry, WarpComponent
 from datamodules.simulate.jpeg import JPEG_SUBSAMPLINGS, write_camera_jpeg
 from datamodules.simulate.scene import ProceduralScene
+from datamodules.simulate.threads import single_torch_thread
 
 __all__ = ["FORMAT_VERSION", "SimulatedShot", "draw_session", "simulate_srraw"]
 
@@ -259,18 +257,6 @@ def _write_scene(folder: Path, name: str, config: SRRAWSimulation, index: int, b
     (folder / "simulation_truth.json").write_text(json.dumps(truth, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def _single_threaded_torch() -> Iterator[None]:
-    """Run torch on one thread: per-pixel work on one image gains little from a second thread, and
-    when the cores are shared OpenMP's waiting makes two threads many times slower than one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def simulate_srraw(out: str | Path, config: SRRAWSimulation = SRRAWSimulation(), progress: bool = True) -> Path:
     """Write a simulated SR-RAW dataset to ``out`` (see the module docstring) and return ``out``.
 
@@ -284,7 +270,7 @@ def simulate_srraw(out: str | Path, config: SRRAWSimulation = SRRAWSimulation(),
         if not out.is_dir() or any(out.iterdir()):
             raise FileExistsError(f"{out}: refusing to overwrite an existing non-empty path with simulated data")
         out.rmdir()
-    with atomic_directory(out) as tmp, _single_threaded_torch():
+    with atomic_directory(out) as tmp, single_torch_thread():
         manifest = {"format": FORMAT_VERSION, "dataset": "srraw", "config": config.to_dict()}
         (tmp / "simulation.json").write_text(json.dumps(manifest, indent=2) + "\n")
         total = config.scenes * len(config.focal_lengths)

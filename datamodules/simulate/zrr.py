@@ -35,10 +35,8 @@ float32, and :func:`true_flow` recomputes it exactly from the parameters.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +51,7 @@ from datamodules.common.errors import DatasetError
 from datamodules.simulate.camera import ShotPhotometry, capture_mosaic, lens_blur
 from datamodules.simulate.geometry import WarpComponent, warp_displacement
 from datamodules.simulate.scene import ProceduralScene
+from datamodules.simulate.threads import single_torch_thread
 from datamodules.simulate.zrr_config import ZRRSimulation
 from datamodules.zrr.layout import BLACK_LEVEL, CFA_PATTERN, SPLITS, WHITE_LEVEL, split_folders, write_raw_png
 
@@ -298,17 +297,6 @@ def _check_config(config: ZRRSimulation) -> None:
         raise ValueError("invalid ZRRSimulation: " + "; ".join(problems))
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Per-pixel work on small images: a second torch thread only adds waiting on shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _write_pair(out: Path, config: ZRRSimulation, image: SimulatedImage) -> None:
     scene = image_scene(config, image)
     raw_folder, rgb_folder = split_folders(out, image.split)
@@ -332,7 +320,7 @@ def simulate_zrr(out: str | Path, config: ZRRSimulation = ZRRSimulation(), progr
             raise FileExistsError(f"{out}: refusing to overwrite an existing non-empty path with simulated data")
         out.rmdir()
     jobs = [("train", i) for i in range(config.train_images)] + [("test", i) for i in range(config.test_images)]
-    with atomic_directory(out) as tmp, _one_torch_thread():
+    with atomic_directory(out) as tmp, single_torch_thread():
         for split in SPLITS:
             for folder in split_folders(tmp, split):
                 folder.mkdir(parents=True)
